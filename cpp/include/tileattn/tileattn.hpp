@@ -1,0 +1,108 @@
+// tileattn: exact softmax attention computed in tiles with an online softmax.
+//
+// Public C++17 API of the core. No Python here: this header is usable from any C++17 program.
+//
+//   out[b, h, i, :] = sum_j softmax_j(scale * q[b, h, i, :] . k[b, h / group, j, :]) * v[b, h / group, j, :]
+//   lse[b, h, i]    = log(sum_j exp(scale * q[b, h, i, :] . k[b, h / group, j, :]))      (natural log)
+//
+// where group = heads_q / heads_kv (GQA/MQA) and j runs over the keys the query row may see. With
+// `causal`, query i sees keys j <= i + (seq_k - seq_q) (bottom-right alignment, as FlashAttention). A row
+// that sees no key outputs +0.0 and its LSE is -inf. The score matrix is never materialised: the extra
+// memory is O(threads x tile).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace tileattn {
+
+// Element type of q, k, v and out. float16 and bfloat16 are accumulated in float32; float64 in float64.
+enum class DType : int32_t { kFloat32 = 0, kFloat64 = 1, kFloat16 = 2, kBFloat16 = 3 };
+
+// Which implementation runs. kAuto picks the tiled kernel for the best instruction set of this CPU;
+// kReference is the plain scalar path (one row at a time, full score row), kept for testing.
+enum class KernelPath : int32_t { kAuto = 0, kTiled = 1, kReference = 2 };
+
+// Instruction-set level of the tiled kernels. kAuto = the best this CPU supports (or the level forced
+// lower by the environment variable TILEATTN_ISA). A level above what the CPU supports is an error.
+enum class Isa : int32_t { kAuto = -1, kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
+
+// The whole contract between a caller and the kernels. All strides are in elements (not bytes), may be
+// zero or negative, and describe the logical layout (batch, head, seq, dim) whatever the memory order.
+struct Params {
+  DType dtype = DType::kFloat32;
+
+  const void* q = nullptr;  // (batch, heads_q, seq_q, head_dim)
+  const void* k = nullptr;  // (batch, heads_kv, seq_k, head_dim)
+  const void* v = nullptr;  // (batch, heads_kv, seq_k, head_dim_v)
+  void* out = nullptr;      // (batch, heads_q, seq_q, head_dim_v), same dtype as q
+  void* lse = nullptr;      // (batch, heads_q, seq_q); float64 when dtype is kFloat64, else float32; may be null
+
+  int64_t batch = 0;
+  int64_t heads_q = 0;
+  int64_t heads_kv = 0;
+  int64_t seq_q = 0;
+  int64_t seq_k = 0;
+  int64_t head_dim = 0;
+  int64_t head_dim_v = 0;
+
+  int64_t q_batch_stride = 0, q_head_stride = 0, q_seq_stride = 0, q_dim_stride = 1;
+  int64_t k_batch_stride = 0, k_head_stride = 0, k_seq_stride = 0, k_dim_stride = 1;
+  int64_t v_batch_stride = 0, v_head_stride = 0, v_seq_stride = 0, v_dim_stride = 1;
+  int64_t out_batch_stride = 0, out_head_stride = 0, out_seq_stride = 0, out_dim_stride = 1;
+  int64_t lse_batch_stride = 0, lse_head_stride = 0, lse_seq_stride = 1;
+
+  double scale = 0.0;  // any finite value; callers wanting the default pass 1 / sqrt(head_dim)
+  bool causal = false;
+
+  int num_threads = 0;  // 0 = the process default (see set_num_threads)
+  KernelPath path = KernelPath::kAuto;
+  Isa isa = Isa::kAuto;
+};
+
+// Computes attention as described by `p`. Throws std::invalid_argument (message naming the field) for
+// inconsistent parameters and std::bad_alloc when scratch memory cannot be allocated. Never reads or
+// writes outside the described arrays. Results are bitwise identical for any thread count.
+void attention(const Params& p);
+
+// Fills the strides of a contiguous (batch, head, seq, dim) tensor ("bhsd") or of a contiguous
+// (batch, seq, head, dim) tensor ("bshd"), as a convenience for C++ callers.
+struct Strides4 {
+  int64_t batch, head, seq, dim;
+};
+Strides4 contiguous_bhsd(int64_t heads, int64_t seq, int64_t dim);
+Strides4 contiguous_bshd(int64_t heads, int64_t seq, int64_t dim);
+
+// Default number of threads for calls with num_threads == 0. Initially the value of the environment
+// variable TILEATTN_NUM_THREADS when it holds a positive integer, else the number of CPUs this process
+// may run on. set_num_threads(n) requires n >= 1.
+void set_num_threads(int n);
+int get_num_threads();
+// Number of CPUs this process may run on (its affinity mask).
+int available_cpus();
+
+// What was built and what runs here, for show_config().
+struct BuildInfo {
+  std::string version;
+  std::string compiler;
+  std::string build_type;
+  std::string cxx_flags;
+  bool native_build;
+  std::vector<std::string> compiled_isas;  // instruction-set levels with compiled kernels
+};
+BuildInfo build_info();
+
+struct CpuInfo {
+  std::string vendor;
+  std::string brand;
+  std::vector<std::string> features;  // detected features the kernels care about
+  Isa best_isa;                       // best level this CPU and the build support
+  Isa selected_isa;                   // what kAuto uses (best_isa, or lower if TILEATTN_ISA says so)
+};
+CpuInfo cpu_info();
+
+const char* isa_name(Isa isa);
+const char* version();
+
+}  // namespace tileattn

@@ -1,0 +1,44 @@
+// What this CPU can run, detected once with cpuid (x86-64) and cached.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "tileattn/tileattn.hpp"
+
+namespace tileattn::detail {
+
+struct CpuFeatures {
+  std::string vendor;
+  std::string brand;
+  bool sse2 = false;
+  bool avx = false;
+  bool avx2 = false;
+  bool fma = false;
+  bool f16c = false;
+  bool avx512f = false;
+  bool avx512bw = false;
+  bool avx512dq = false;
+  bool avx512vl = false;
+  bool avx512_bf16 = false;
+  bool avx512_fp16 = false;
+  bool amx_bf16 = false;
+  bool amx_tile = false;
+  bool os_avx = false;     // the OS saves the AVX (ymm) state
+  bool os_avx512 = false;  // the OS saves the AVX-512 (zmm, opmask) state
+
+  std::vector<std::string> names() const;  // the detected features, for show_config
+};
+
+const CpuFeatures& cpu_features();
+
+// Highest level this CPU can run among those compiled into the library.
+Isa best_supported_isa();
+// What Isa::kAuto means: best_supported_isa(), lowered by TILEATTN_ISA when that names a lower level.
+Isa selected_isa();
+// Whether the compiled kernels for `isa` exist and this CPU can run them.
+bool isa_runnable(Isa isa);
+// The value of TILEATTN_ISA when it was not understood, else empty (reported by show_config).
+const std::string& isa_env_problem();
+
+}  // namespace tileattn::detail

@@ -1,0 +1,76 @@
+// Per-thread scratch memory: one 64-byte aligned block per thread that only grows, so a thread allocates
+// at most a few times in its life and never per call or per tile. The block is freed when the thread ends.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <limits>
+#include <new>
+
+namespace tileattn::detail {
+
+constexpr std::size_t kScratchAlign = 64;
+
+// Multiplies sizes, throwing std::bad_alloc on overflow (a request that large can never be met).
+inline std::size_t checked_mul(std::size_t a, std::size_t b) {
+  if (a != 0 && b > std::numeric_limits<std::size_t>::max() / a) throw std::bad_alloc();
+  return a * b;
+}
+inline std::size_t checked_add(std::size_t a, std::size_t b) {
+  if (b > std::numeric_limits<std::size_t>::max() - a) throw std::bad_alloc();
+  return a + b;
+}
+inline std::size_t round_up_bytes(std::size_t n) {
+  return checked_add(n, kScratchAlign - 1) & ~(kScratchAlign - 1);
+}
+
+class Scratch {
+ public:
+  Scratch() = default;
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  ~Scratch() { std::free(data_); }
+
+  // Returns at least `bytes` bytes, 64-byte aligned. Throws std::bad_alloc.
+  void* get(std::size_t bytes) {
+    if (bytes > size_) {
+      const std::size_t want = round_up_bytes(bytes);
+      void* fresh = std::aligned_alloc(kScratchAlign, want);
+      if (fresh == nullptr) throw std::bad_alloc();
+      std::free(data_);
+      data_ = fresh;
+      size_ = want;
+    }
+    return data_;
+  }
+
+ private:
+  void* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+inline Scratch& thread_scratch() {
+  thread_local Scratch scratch;
+  return scratch;
+}
+
+// Carves typed, aligned sub-buffers out of one scratch block: first measure with a null base, then
+// carve for real from a block of measured().
+class Carver {
+ public:
+  explicit Carver(void* base = nullptr) : base_(static_cast<char*>(base)) {}
+  template <class T>
+  T* take(std::size_t count) {
+    T* p = reinterpret_cast<T*>(base_ == nullptr ? nullptr : base_ + offset_);
+    offset_ = checked_add(offset_, round_up_bytes(checked_mul(count, sizeof(T))));
+    return p;
+  }
+  std::size_t measured() const { return offset_; }
+
+ private:
+  char* base_;
+  std::size_t offset_ = 0;
+};
+
+}  // namespace tileattn::detail

@@ -1,0 +1,198 @@
+// Portable SIMD vectors on GCC/Clang vector extensions: the baseline instruction-set level. On x86-64
+// without extra flags they compile to SSE2, on AArch64 to NEON. Everything is defined inside the
+// instruction-set namespace TILEATTN_ISA_NS that the including kernel unit names, so code compiled with
+// different flags never shares a symbol (the ODR trap of compiling one header for several targets).
+//
+// Contract of every Vec implementation (the tiled kernel uses nothing else):
+//   Vec<A>::kWidth, load/store (unaligned), set1, zero, fmadd(a, b, c) = a * b + c, add, mul, max,
+//   reduce_add / reduce_max (fixed order), exp2, keep_first(x, n, fill) (lanes >= n become fill).
+// exp2 returns exactly 0 for x < -126 (float) / -1022 (double), including -inf, and NaN for NaN.
+
+#include <cstdint>
+#include <cstring>
+
+#ifndef TILEATTN_ISA_NS
+#error "define TILEATTN_ISA_NS before including simd_generic.hpp"
+#endif
+
+namespace tileattn::kernels::TILEATTN_ISA_NS {
+
+template <class A>
+struct Vec;
+
+// Register blocking of the tiled kernel: rows x key vectors (Q K^T) and rows x output vectors (P V).
+// 8-lane vectors are two SSE registers each; 4 rows x 2 vectors keep 16 accumulators' worth in flight.
+template <class A>
+struct Blocking {
+  static constexpr int kRows = 4;
+  static constexpr int kQkVecs = 2;
+  static constexpr int kPvVecs = 2;
+};
+
+namespace generic_detail {
+
+template <class A>
+struct Lanes;
+template <>
+struct Lanes<float> {
+  static constexpr int kWidth = 8;
+  typedef float R __attribute__((vector_size(32)));
+  typedef int32_t I __attribute__((vector_size(32)));
+  using Int = int32_t;
+  static constexpr int kMantBits = 23;
+  static constexpr int kBias = 127;
+  static constexpr float kMin = -126.0f;   // below: result flushed to exactly 0
+  static constexpr float kMax = 127.0f;    // above: clamped (never reached by softmax arguments <= 0)
+  static constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  // Taylor coefficients of 2^f = exp(f ln 2), ln2^k / k!, for |f| <= 1/2 (error < 1e-8 relative).
+  static constexpr int kDegree = 7;
+  static constexpr double kCoef[kDegree + 1] = {1.0,
+                                                0.6931471805599453,
+                                                0.2402265069591007,
+                                                0.055504108664821576,
+                                                0.009618129107628477,
+                                                0.0013333558146428441,
+                                                0.00015403530393381606,
+                                                1.5252733804059838e-05};
+};
+template <>
+struct Lanes<double> {
+  static constexpr int kWidth = 4;
+  typedef double R __attribute__((vector_size(32)));
+  typedef int64_t I __attribute__((vector_size(32)));
+  using Int = int64_t;
+  static constexpr int kMantBits = 52;
+  static constexpr int kBias = 1023;
+  static constexpr double kMin = -1022.0;
+  static constexpr double kMax = 1023.0;
+  static constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52
+  static constexpr int kDegree = 13;                    // error < 1e-17 relative for |f| <= 1/2
+  static constexpr double kCoef[kDegree + 1] = {1.0,
+                                                0.6931471805599453,
+                                                0.2402265069591007,
+                                                0.055504108664821576,
+                                                0.009618129107628477,
+                                                0.0013333558146428441,
+                                                0.00015403530393381606,
+                                                1.5252733804059838e-05,
+                                                1.3215486790144305e-06,
+                                                1.0178086009239696e-07,
+                                                7.054911620801121e-09,
+                                                4.44553827187081e-10,
+                                                2.5678435993488196e-11,
+                                                1.3691488853904124e-12};
+};
+
+}  // namespace generic_detail
+
+template <class A>
+struct Vec {
+  using L = generic_detail::Lanes<A>;
+  using R = typename L::R;
+  using I = typename L::I;
+  static constexpr int kWidth = L::kWidth;
+  R v;
+
+  static Vec load(const A* p) {
+    Vec r;
+    std::memcpy(&r.v, p, sizeof(R));
+    return r;
+  }
+  void store(A* p) const { std::memcpy(p, &v, sizeof(R)); }
+  static Vec set1(A x) {
+    Vec r;
+    r.v = R{} + x;
+    return r;
+  }
+  static Vec zero() { return Vec{R{}}; }
+  // Lane i = i, for masks.
+  static I iota() {
+    I r;
+    for (int i = 0; i < kWidth; ++i) r[i] = i;
+    return r;
+  }
+};
+
+template <class A>
+inline Vec<A> fmadd(Vec<A> a, Vec<A> b, Vec<A> c) {
+  return Vec<A>{a.v * b.v + c.v};
+}
+template <class A>
+inline Vec<A> add(Vec<A> a, Vec<A> b) {
+  return Vec<A>{a.v + b.v};
+}
+template <class A>
+inline Vec<A> sub(Vec<A> a, Vec<A> b) {
+  return Vec<A>{a.v - b.v};
+}
+template <class A>
+inline Vec<A> mul(Vec<A> a, Vec<A> b) {
+  return Vec<A>{a.v * b.v};
+}
+
+namespace generic_detail {
+template <class A>
+inline typename Vec<A>::R select(typename Vec<A>::I mask, typename Vec<A>::R yes, typename Vec<A>::R no) {
+  using I = typename Vec<A>::I;
+  using R = typename Vec<A>::R;
+  return (R)(((I)yes & mask) | ((I)no & ~mask));
+}
+}  // namespace generic_detail
+
+// max(a, b) lane-wise; a NaN in b propagates (a NaN in a may be dropped): callers keep the running
+// value in a and the new data in b.
+template <class A>
+inline Vec<A> max(Vec<A> a, Vec<A> b) {
+  return Vec<A>{generic_detail::select<A>(a.v > b.v, a.v, b.v)};
+}
+
+template <class A>
+inline A reduce_add(Vec<A> x) {
+  A lanes[Vec<A>::kWidth];
+  x.store(lanes);
+  for (int w = Vec<A>::kWidth / 2; w >= 1; w /= 2) {
+    for (int i = 0; i < w; ++i) lanes[i] += lanes[i + w];
+  }
+  return lanes[0];
+}
+template <class A>
+inline A reduce_max(Vec<A> x) {
+  A lanes[Vec<A>::kWidth];
+  x.store(lanes);
+  A m = lanes[0];
+  for (int i = 1; i < Vec<A>::kWidth; ++i) m = lanes[i] > m ? lanes[i] : m;
+  return m;
+}
+
+// Lanes i >= n are replaced by `fill`.
+template <class A>
+inline Vec<A> keep_first(Vec<A> x, int n, A fill) {
+  using I = typename Vec<A>::I;
+  const I keep = Vec<A>::iota() < static_cast<typename Vec<A>::L::Int>(n);
+  return Vec<A>{generic_detail::select<A>(keep, x.v, Vec<A>::set1(fill).v)};
+}
+
+// 2^x: x = n + f with n = round(x), |f| <= 1/2; 2^f by a polynomial, 2^n written into the exponent.
+template <class A>
+inline Vec<A> exp2(Vec<A> x) {
+  using L = typename Vec<A>::L;
+  using R = typename Vec<A>::R;
+  using I = typename Vec<A>::I;
+  const R lo = Vec<A>::set1(static_cast<A>(L::kMin)).v;
+  const R hi = Vec<A>::set1(static_cast<A>(L::kMax)).v;
+  const I underflow = x.v < lo;
+  R xc = generic_detail::select<A>(underflow, lo, x.v);   // NaN compares false: kept
+  xc = generic_detail::select<A>(xc > hi, hi, xc);
+  const R magic = Vec<A>::set1(static_cast<A>(L::kMagic)).v;
+  const R t = xc + magic;                                 // the integer n sits in the low mantissa bits
+  const R n = t - magic;
+  const R f = xc - n;
+  R poly = Vec<A>::set1(static_cast<A>(L::kCoef[L::kDegree])).v;
+  for (int i = L::kDegree - 1; i >= 0; --i) poly = poly * f + static_cast<A>(L::kCoef[i]);
+  const I ni = (I)t - (I)magic;                           // n as an integer
+  const R pow2n = (R)((ni + L::kBias) << L::kMantBits);
+  const R zero = R{};
+  return Vec<A>{generic_detail::select<A>(underflow, zero, poly * pow2n)};
+}
+
+}  // namespace tileattn::kernels::TILEATTN_ISA_NS

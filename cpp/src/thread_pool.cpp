@@ -1,0 +1,167 @@
+#include "thread_pool.hpp"
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace tileattn::detail {
+namespace {
+
+struct Job {
+  RangeFn body;
+  int64_t n;
+  int64_t grain;
+  int max_workers;               // workers allowed to join (threads - 1)
+  std::atomic<int64_t> next{0};  // first item not yet taken
+  int joined = 0;                // guarded by Pool::mutex
+  int active = 0;                // guarded by Pool::mutex
+  std::exception_ptr error;      // guarded by error_mutex
+  std::mutex error_mutex;
+
+  Job(RangeFn b, int64_t n_, int64_t g, int w) : body(b), n(n_), grain(g), max_workers(w) {}
+
+  // Takes chunks until none is left. After a failure the remaining chunks are skipped.
+  void run_chunks() {
+    for (;;) {
+      const int64_t begin = next.fetch_add(grain, std::memory_order_relaxed);
+      if (begin >= n) return;
+      const int64_t end = std::min(n, begin + grain);
+      try {
+        body(begin, end);
+      } catch (...) {
+        {
+          std::lock_guard<std::mutex> lk(error_mutex);
+          if (!error) error = std::current_exception();
+        }
+        next.store(n, std::memory_order_relaxed);
+        return;
+      }
+    }
+  }
+};
+
+class Pool {
+ public:
+  // The region lock: held by the caller for the whole of one parallel region.
+  std::mutex region;
+
+  void run(Job& job, int threads) {
+    ensure_workers(threads - 1);
+    {
+      std::lock_guard<std::mutex> lk(mutex_);
+      job_ = &job;
+      ++generation_;
+      generation_atomic_.store(generation_, std::memory_order_release);
+    }
+    cv_work_.notify_all();
+    job.run_chunks();
+    std::unique_lock<std::mutex> lk(mutex_);
+    job_ = nullptr;  // no worker joins from now on
+    cv_done_.wait(lk, [&] { return job.active == 0; });
+  }
+
+  int workers() {
+    std::lock_guard<std::mutex> lk(mutex_);
+    return static_cast<int>(workers_.size());
+  }
+
+ private:
+  void ensure_workers(int count) {
+    std::lock_guard<std::mutex> lk(mutex_);
+    while (static_cast<int>(workers_.size()) < count) {
+      workers_.emplace_back([this] { worker_loop(); });
+    }
+  }
+
+  void worker_loop() {
+    uint64_t seen = 0;
+    {
+      std::lock_guard<std::mutex> lk(mutex_);
+      seen = generation_;
+    }
+    for (;;) {
+      // Spin briefly before sleeping: back-to-back calls (small shapes) then start without a wake-up.
+      const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
+      while (generation_atomic_.load(std::memory_order_acquire) == seen &&
+             std::chrono::steady_clock::now() < spin_until) {
+        std::this_thread::yield();
+      }
+      std::unique_lock<std::mutex> lk(mutex_);
+      cv_work_.wait(lk, [&] { return generation_ != seen; });
+      seen = generation_;
+      Job* job = job_;
+      if (job == nullptr || job->joined >= job->max_workers) continue;
+      ++job->joined;
+      ++job->active;
+      lk.unlock();
+      job->run_chunks();
+      lk.lock();
+      if (--job->active == 0) cv_done_.notify_all();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable cv_work_;
+  std::condition_variable cv_done_;
+  uint64_t generation_ = 0;
+  std::atomic<uint64_t> generation_atomic_{0};
+  Job* job_ = nullptr;
+  std::vector<std::thread> workers_;
+};
+
+// The pool lives for the whole process and is never destroyed: joining workers during static
+// destruction could hang an exiting interpreter. After fork() the child has none of the parent's
+// threads, so it forgets the pool (leaking its memory) and builds a new one on first use.
+std::atomic<Pool*> g_pool{nullptr};
+std::once_flag g_atfork_once;
+
+void forget_pool_in_child() { g_pool.store(nullptr); }
+
+Pool& pool() {
+  Pool* p = g_pool.load(std::memory_order_acquire);
+  if (p != nullptr) return *p;
+  std::call_once(g_atfork_once, [] { pthread_atfork(nullptr, nullptr, &forget_pool_in_child); });
+  auto* fresh = new Pool();
+  Pool* expected = nullptr;
+  if (!g_pool.compare_exchange_strong(expected, fresh)) {
+    delete fresh;
+    return *expected;
+  }
+  return *fresh;
+}
+
+}  // namespace
+
+void parallel_for(int64_t n, int64_t grain, int threads, RangeFn body) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(1, grain);
+  const int64_t chunks = (n + grain - 1) / grain;
+  threads = static_cast<int>(std::min<int64_t>(std::max(threads, 1), chunks));
+  Job job(body, n, grain, threads - 1);
+  if (threads > 1) {
+    Pool& p = pool();
+    std::unique_lock<std::mutex> region(p.region, std::try_to_lock);
+    if (region.owns_lock()) {
+      p.run(job, threads);
+    } else {
+      job.run_chunks();  // pool busy: this caller computes its own items
+    }
+  } else {
+    job.run_chunks();
+  }
+  if (job.error) std::rethrow_exception(job.error);
+}
+
+int pool_workers() {
+  Pool* p = g_pool.load(std::memory_order_acquire);
+  return p == nullptr ? 0 : p->workers();
+}
+
+}  // namespace tileattn::detail

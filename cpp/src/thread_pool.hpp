@@ -1,0 +1,46 @@
+// A persistent pool of worker threads shared by every call in the process.
+//
+// parallel_for(n, threads, body) splits [0, n) into chunks that the calling thread and up to threads - 1
+// workers take from an atomic counter (more chunks than threads, so uneven items balance out). Which thread
+// runs an item never changes what the item computes, so results do not depend on the thread count.
+// One parallel region runs at a time; a caller that finds the pool busy (another thread's call, or a call
+// from inside a region) runs its items itself, which keeps concurrent callers correct and deadlock-free.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+
+namespace tileattn::detail {
+
+// A non-owning reference to a callable `void(int64_t begin, int64_t end)`, free of allocation.
+class RangeFn {
+ public:
+  template <class F, class = std::enable_if_t<!std::is_same_v<std::remove_cv_t<F>, RangeFn>>>
+  explicit RangeFn(F& f) : obj_(&f), call_(&invoke<F>) {}
+  void operator()(int64_t begin, int64_t end) const { call_(obj_, begin, end); }
+
+ private:
+  template <class F>
+  static void invoke(void* obj, int64_t begin, int64_t end) {
+    (*static_cast<F*>(obj))(begin, end);
+  }
+  void* obj_;
+  void (*call_)(void*, int64_t, int64_t);
+};
+
+// Runs body(begin, end) over [0, n) in chunks of `grain` items on up to `threads` threads (the caller
+// included) and returns when all are done. The first exception thrown by body is rethrown here, after
+// every thread has stopped taking chunks.
+void parallel_for(int64_t n, int64_t grain, int threads, RangeFn body);
+
+template <class F>
+void parallel_for(int64_t n, int64_t grain, int threads, F&& body) {
+  std::remove_reference_t<F>& ref = body;
+  parallel_for(n, grain, threads, RangeFn(ref));
+}
+
+// Number of worker threads currently alive in the pool (for show_config and tests).
+int pool_workers();
+
+}  // namespace tileattn::detail

@@ -1,0 +1,45 @@
+// Block sizes of the tiled kernels, in one place.
+//
+// A work item is (batch, kv head, block of query positions) and holds the query rows of every query head
+// that shares the kv head (GQA), so each packed K/V tile serves all of them. Per item a thread keeps, in
+// its scratch: the packed query rows and their float accumulators (kItemBytes), one packed K/V tile
+// (kKvTileBytes) and a tile of scores. The KV tile size fixes where the online softmax rescales, so it
+// depends only on the head dims, the dtype and the instruction set; never on the thread count.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+namespace tileattn::detail {
+
+constexpr int64_t kKvTileBytes = 64 * 1024;  // packed K^T + V of one KV tile: stays in L2, near L1
+constexpr int64_t kItemBytes = 256 * 1024;   // packed Q rows + output accumulators of one work item
+constexpr int64_t kMaxBlockK = 512;          // keys per KV tile, at most
+constexpr int64_t kMinBlockQ = 32;           // query positions per item, at least (when there are that many)
+constexpr int64_t kItemsPerThread = 8;       // aim for this many items per thread, for load balance
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+struct TileShape {
+  int64_t block_q;  // query positions per work item (per query head)
+  int64_t block_k;  // keys per KV tile, a multiple of key_quantum
+};
+
+// key_quantum: keys computed by one register block; elem_bytes: size of the accumulation type.
+inline TileShape choose_tiles(int64_t batch, int64_t heads_kv, int64_t group, int64_t seq_q, int64_t head_dim,
+                              int64_t head_dim_v_padded, int64_t elem_bytes, int64_t key_quantum,
+                              int threads) {
+  const int64_t row_bytes = (head_dim + head_dim_v_padded) * elem_bytes;
+  TileShape t{};
+  t.block_k = std::clamp(kKvTileBytes / row_bytes / key_quantum * key_quantum, key_quantum, kMaxBlockK);
+  t.block_q = std::clamp(kItemBytes / row_bytes / group, int64_t{1}, std::max<int64_t>(seq_q, 1));
+  // Smaller items when there are too few for the threads; block_q never changes any result.
+  const int64_t heads = std::max<int64_t>(batch * heads_kv, 1);
+  while (t.block_q > kMinBlockQ && heads * ceil_div(seq_q, t.block_q) < kItemsPerThread * threads) {
+    t.block_q = std::max(kMinBlockQ, t.block_q / 2);
+  }
+  return t;
+}
+
+}  // namespace tileattn::detail

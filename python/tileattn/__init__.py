@@ -1,0 +1,24 @@
+"""tileattn: exact softmax attention for NumPy, computed in tiles by a C++ core.
+
+>>> import numpy as np, tileattn
+>>> q = k = v = np.random.default_rng(0).standard_normal((1, 8, 128, 64), dtype=np.float32)
+>>> out = tileattn.attention(q, k, v, causal=True)           # (1, 8, 128, 64)
+>>> out, lse = tileattn.attention(q, k, v, return_lse=True)  # lse: (1, 8, 128)
+
+``tileattn.reference`` holds the NumPy oracle with the same signature.
+"""
+
+from . import reference
+from ._api import LAYOUTS, attention, get_num_threads, set_num_threads
+from ._config import show_config
+from ._core import __version__
+
+__all__ = [
+    "LAYOUTS",
+    "__version__",
+    "attention",
+    "get_num_threads",
+    "reference",
+    "set_num_threads",
+    "show_config",
+]

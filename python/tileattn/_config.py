@@ -1,0 +1,68 @@
+"""show_config(): what was built and what runs on this machine."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._api import bfloat16_dtype
+
+
+def config() -> dict[str, Any]:
+    """The configuration as a nested dict (see :func:`show_config`)."""
+    build = _core.build_info()
+    cpu = _core.cpu_info()
+    env_isa = os.environ.get("TILEATTN_ISA", "")
+    kernel = f"tiled, {cpu['selected_isa']}"
+    if env_isa and env_isa != cpu["selected_isa"]:
+        kernel += f" (TILEATTN_ISA={env_isa!r})"
+    return {
+        "version": build["version"],
+        "build": {
+            "compiler": build["compiler"],
+            "build_type": build["build_type"],
+            "cxx_flags": build["cxx_flags"].strip(),
+            "native": build["native_build"],
+            "compiled_isas": build["compiled_isas"],
+            "cuda": False,
+        },
+        "cpu": {
+            "vendor": cpu["vendor"],
+            "brand": cpu["brand"],
+            "machine": platform.machine(),
+            "features": cpu["features"],
+            "best_isa": cpu["best_isa"],
+        },
+        "kernel": {"path": kernel, "selected_isa": cpu["selected_isa"]},
+        "threads": {
+            "num_threads": _core.get_num_threads(),
+            "available_cpus": _core.available_cpus(),
+            "TILEATTN_NUM_THREADS": os.environ.get("TILEATTN_NUM_THREADS"),
+        },
+        "python": {
+            "version": sys.version.split()[0],
+            "numpy": np.__version__,
+            "bfloat16": bfloat16_dtype() is not None,
+        },
+    }
+
+
+def show_config(as_dict: bool = False) -> dict[str, Any] | None:
+    """Print tileattn's version, build options, compiler, detected CPU features, the kernel path in use
+    and the thread count; with ``as_dict=True`` return them as a dict instead of printing."""
+    cfg = config()
+    if as_dict:
+        return cfg
+    print(f"tileattn {cfg['version']}")
+    for section in ("build", "cpu", "kernel", "threads", "python"):
+        print(f"{section}:")
+        for key, value in cfg[section].items():
+            if isinstance(value, list):
+                value = " ".join(map(str, value)) or "-"
+            print(f"  {key + ':':<22}{value}")
+    return None
