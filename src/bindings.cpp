@@ -113,6 +113,20 @@ void attention(const py::array& q, const py::array& k, const py::array& v, const
   tileattn::attention(p);
 }
 
+// Block sizes of the tiled kernel for a problem (for tests probing tile boundaries).
+py::tuple tile_info(int dtype, int64_t batch, int64_t heads_q, int64_t heads_kv, int64_t seq_q, int64_t seq_k,
+                    int64_t head_dim, int64_t head_dim_v, int num_threads, int isa) {
+  tileattn::Params p;
+  p.dtype = static_cast<tileattn::DType>(dtype);
+  p.batch = batch, p.heads_q = heads_q, p.heads_kv = heads_kv, p.seq_q = seq_q, p.seq_k = seq_k;
+  p.head_dim = head_dim, p.head_dim_v = head_dim_v;
+  p.scale = 1.0;
+  p.num_threads = num_threads;
+  p.isa = static_cast<tileattn::Isa>(isa);
+  const tileattn::TileInfo t = tileattn::tile_info(p);
+  return py::make_tuple(t.block_q, t.block_k);
+}
+
 py::dict build_info() {
   const tileattn::BuildInfo b = tileattn::build_info();
   py::dict d;
@@ -144,6 +158,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("attention", &attention, py::arg("q").noconvert(), py::arg("k").noconvert(), py::arg("v").noconvert(),
         py::arg("out").noconvert(), py::arg("lse"), py::arg("dtype"), py::arg("scale"), py::arg("causal"),
         py::arg("num_threads"), py::arg("path"), py::arg("isa"));
+  m.def("tile_info", &tile_info, py::arg("dtype"), py::arg("batch"), py::arg("heads_q"), py::arg("heads_kv"),
+        py::arg("seq_q"), py::arg("seq_k"), py::arg("head_dim"), py::arg("head_dim_v"), py::arg("num_threads"),
+        py::arg("isa"));
   m.def("set_num_threads", &tileattn::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &tileattn::get_num_threads);
   m.def("available_cpus", &tileattn::available_cpus);

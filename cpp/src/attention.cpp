@@ -21,7 +21,8 @@ void check_nonnegative(int64_t value, const char* name) {
   if (value < 0) fail(std::string(name) + " must be >= 0, got " + std::to_string(value));
 }
 
-void validate(const Params& p) {
+// Checks everything but the data pointers.
+void validate_shape(const Params& p) {
   switch (p.dtype) {
     case DType::kFloat32:
     case DType::kFloat64:
@@ -51,30 +52,45 @@ void validate(const Params& p) {
   if (p.isa != Isa::kAuto && !detail::isa_runnable(p.isa)) {
     fail(std::string("isa ") + isa_name(p.isa) + " is not compiled in or not supported by this CPU");
   }
+  if (p.head_dim > kMaxHeadDim || p.head_dim_v > kMaxHeadDim) throw std::bad_alloc();
+}
+
+void validate(const Params& p) {
+  validate_shape(p);
   const bool any_rows = p.batch > 0 && p.heads_q > 0 && p.seq_q > 0;
   if (any_rows) {
     if (p.q == nullptr) fail("q is null");
     if (p.out == nullptr) fail("out is null");
     if (p.seq_k > 0 && (p.k == nullptr || p.v == nullptr)) fail("k and v must not be null when seq_k > 0");
   }
-  if (p.head_dim > kMaxHeadDim || p.head_dim_v > kMaxHeadDim) throw std::bad_alloc();
 }
+
+int threads_for(const Params& p) { return p.num_threads > 0 ? p.num_threads : get_num_threads(); }
+
+Isa isa_for(const Params& p) { return p.isa == Isa::kAuto ? detail::selected_isa() : p.isa; }
 
 }  // namespace
 
 void attention(const Params& p) {
   validate(p);
   if (p.batch == 0 || p.heads_q == 0 || p.seq_q == 0) return;
-  const int threads = p.num_threads > 0 ? p.num_threads : get_num_threads();
+  const int threads = threads_for(p);
   if (p.path == KernelPath::kReference) {
     kernels::reference_attention(p, threads);
     return;
   }
-  const Isa isa = p.isa == Isa::kAuto ? detail::selected_isa() : p.isa;
-  switch (isa) {
+  switch (isa_for(p)) {
     default:
       kernels::baseline::tiled_attention(p, threads);
       break;
+  }
+}
+
+TileInfo tile_info(const Params& p) {
+  validate_shape(p);
+  switch (isa_for(p)) {
+    default:
+      return kernels::baseline::tiled_tile_info(p, threads_for(p));
   }
 }
 

@@ -8,6 +8,7 @@ namespace tileattn::kernels {
 
 namespace baseline {
 void tiled_attention(const Params& p, int threads);
+TileInfo tiled_tile_info(const Params& p, int threads);
 }  // namespace baseline
 
 // The plain scalar path: one query row at a time over its full row of scores.

@@ -14,7 +14,8 @@ namespace tileattn::detail {
 
 constexpr int64_t kKvTileBytes = 64 * 1024;  // packed K^T + V of one KV tile: stays in L2, near L1
 constexpr int64_t kItemBytes = 256 * 1024;   // packed Q rows + output accumulators of one work item
-constexpr int64_t kMaxBlockK = 512;          // keys per KV tile, at most
+constexpr int64_t kMaxBlockK = 256;          // keys per KV tile, at most (also the longest P V sum chain)
+constexpr int64_t kDotBlock = 32;            // q . k sums run in blocks of this many terms (accuracy)
 constexpr int64_t kMinBlockQ = 32;           // query positions per item, at least (when there are that many)
 constexpr int64_t kItemsPerThread = 8;       // aim for this many items per thread, for load balance
 

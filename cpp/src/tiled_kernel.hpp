@@ -49,24 +49,33 @@ using detail::ceil_div;
 using detail::Half;
 using detail::round_up;
 
-// S[r][n*W + w] = sum_d q[r][d] * kt[n][d][w] for R rows and N key vectors.
+// S[r][n*W + w] = sum_d q[r][d] * kt[n][d][w] for R rows and N key vectors. The sum over d is two-level:
+// blocks of kDotBlock terms in registers, then the blocks' sums in S, which keeps the rounding error of
+// long head dims at the level of a blocked BLAS dot product.
 template <class A, int R, int N>
 inline void qk_block(const A* q, int64_t ldq, const A* kt, int64_t head_dim, A* s, int64_t lds) {
   using V = Vec<A>;
   constexpr int W = V::kWidth;
-  V acc[R][N];
-  for (int r = 0; r < R; ++r)
-    for (int n = 0; n < N; ++n) acc[r][n] = V::zero();
-  for (int64_t d = 0; d < head_dim; ++d) {
-    V kv[N];
-    for (int n = 0; n < N; ++n) kv[n] = V::load(kt + (n * head_dim + d) * W);
+  for (int64_t d0 = 0; d0 < head_dim; d0 += detail::kDotBlock) {
+    const int64_t d1 = std::min(head_dim, d0 + detail::kDotBlock);
+    V acc[R][N];
+    for (int r = 0; r < R; ++r)
+      for (int n = 0; n < N; ++n) acc[r][n] = V::zero();
+    for (int64_t d = d0; d < d1; ++d) {
+      V kv[N];
+      for (int n = 0; n < N; ++n) kv[n] = V::load(kt + (n * head_dim + d) * W);
+      for (int r = 0; r < R; ++r) {
+        const V qv = V::set1(q[r * ldq + d]);
+        for (int n = 0; n < N; ++n) acc[r][n] = fmadd(qv, kv[n], acc[r][n]);  // s += q * k
+      }
+    }
     for (int r = 0; r < R; ++r) {
-      const V qv = V::set1(q[r * ldq + d]);
-      for (int n = 0; n < N; ++n) acc[r][n] = fmadd(qv, kv[n], acc[r][n]);  // s += q * k
+      for (int n = 0; n < N; ++n) {
+        A* dst = s + r * lds + n * W;
+        (d0 == 0 ? acc[r][n] : add(V::load(dst), acc[r][n])).store(dst);
+      }
     }
   }
-  for (int r = 0; r < R; ++r)
-    for (int n = 0; n < N; ++n) acc[r][n].store(s + r * lds + n * W);
 }
 
 // P V for R rows and N output vectors starting at column `col`: acc[r] = sum_{j < nkeys} p[r][j] * vt[j],
@@ -121,6 +130,8 @@ class TiledForward {
         q_blocks_(ceil_div(p.seq_q, tiles_.block_q)),
         rows_cap_(round_up(group_ * tiles_.block_q, MR)),
         c_(static_cast<A>(p.scale * 1.4426950408889634)) {}  // scale * log2(e)
+
+  TileInfo tile_info() const { return {tiles_.block_q, tiles_.block_k}; }
 
   void run() const {
     const int64_t items = p_.batch * p_.heads_kv * q_blocks_;
@@ -387,6 +398,15 @@ void tiled_attention(const Params& p, int threads) {
     case DType::kBFloat16:
       TiledForward<BFloat16, float>(p, threads).run();
       break;
+  }
+}
+
+TileInfo tiled_tile_info(const Params& p, int threads) {
+  switch (p.dtype) {
+    case DType::kFloat64:
+      return TiledForward<double, double>(p, threads).tile_info();
+    default:
+      return TiledForward<float, float>(p, threads).tile_info();
   }
 }
 

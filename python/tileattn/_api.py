@@ -115,7 +115,10 @@ def to_bhsd(x: np.ndarray, layout: str) -> np.ndarray:
 
 
 def from_bhsd_shape(shape4: tuple[int, ...], layout: str, rank: int) -> tuple[int, ...]:
+    """The shape, in `layout` and `rank`, of an array whose (batch, head, seq, dim) shape is shape4."""
     b, h, s, d = shape4
+    if rank == 2:
+        return (s, d)
     four = (b, h, s, d) if layout == "bhsd" else (b, s, h, d)
     return four[4 - rank :]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["attention", "naive_attention", "visible_keys"]
+__all__ = ["attention", "attention_in", "naive_attention", "visible_keys"]
 
 
 def _to_bhsd(x: np.ndarray, layout: str) -> np.ndarray:
@@ -31,9 +31,12 @@ def _to_bhsd(x: np.ndarray, layout: str) -> np.ndarray:
 
 
 def _from_bhsd(x: np.ndarray, layout: str, rank: int) -> np.ndarray:
-    if layout == "bshd":
-        x = np.swapaxes(x, 1, 2)
-    return x.reshape(x.shape[4 - rank :])
+    """(B, H, S, D) -> the layout and rank of the inputs (B = 1 below rank 4, H = 1 at rank 2)."""
+    if rank == 2:
+        return x[0, 0]
+    if rank == 3:
+        x = x[0]
+    return np.swapaxes(x, -3, -2) if layout == "bshd" else x
 
 
 def visible_keys(seq_q: int, seq_k: int, causal: bool) -> np.ndarray:
@@ -77,9 +80,32 @@ def attention(
     accepted and ignored.
     """
     del num_threads
+    return attention_in(
+        np.float64, q, k, v, causal=causal, scale=scale, layout=layout, return_lse=return_lse, out=out
+    )
+
+
+def attention_in(
+    precision: Any,
+    q: Any,
+    k: Any,
+    v: Any,
+    *,
+    causal: bool = False,
+    scale: float | None = None,
+    layout: str = "bhsd",
+    return_lse: bool = False,
+    out: np.ndarray | None = None,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """:func:`attention` evaluated in another floating-point type, e.g. ``np.longdouble``.
+
+    The tests check float64 results against the oracle in ``np.longdouble`` (extended precision on
+    x86-64), so that the comparison is not limited by the float64 oracle's own rounding. Results are
+    returned in `precision`.
+    """
     q, k, v = (np.asarray(x) for x in (q, k, v))
     rank = q.ndim
-    qf, kf, vf = (_to_bhsd(x, layout).astype(np.float64) for x in (q, k, v))
+    qf, kf, vf = (_to_bhsd(x, layout).astype(precision) for x in (q, k, v))
     _, hq, sq, d = qf.shape
     hkv, sk = kf.shape[1], kf.shape[2]
     if hkv == 0 or hq % hkv:
@@ -92,7 +118,7 @@ def attention(
     visible = visible_keys(sq, sk, causal)
 
     with np.errstate(all="ignore"):  # inf - inf and 0 * inf are part of the specification
-        s = scale * (qf @ np.swapaxes(kf, -1, -2))  # (B, Hq, Sq, Sk)
+        s = qf.dtype.type(scale) * (qf @ np.swapaxes(kf, -1, -2))  # (B, Hq, Sq, Sk)
         s = np.where(visible, s, -np.inf)  # select, so a NaN in an invisible key stays out
         m = s.max(axis=-1, keepdims=True, initial=-np.inf)
         m_safe = np.where(m == -np.inf, 0.0, m)  # a row with nothing visible: every p is 0

@@ -66,6 +66,15 @@ struct Params {
 // writes outside the described arrays. Results are bitwise identical for any thread count.
 void attention(const Params& p);
 
+// The block sizes the tiled kernel uses for `p`: query positions per work item and keys per KV tile.
+// Results depend on block_k (where the online softmax rescales) but never on block_q. For diagnostics
+// and for tests that probe tile boundaries.
+struct TileInfo {
+  int64_t block_q;
+  int64_t block_k;
+};
+TileInfo tile_info(const Params& p);
+
 // Fills the strides of a contiguous (batch, head, seq, dim) tensor ("bhsd") or of a contiguous
 // (batch, seq, head, dim) tensor ("bshd"), as a convenience for C++ callers.
 struct Strides4 {

@@ -1,0 +1,130 @@
+"""tileattn.attention against the float64 oracle: head dims, sequence lengths around the tile sizes,
+MHA/GQA/MQA, both layouts and every rank, causal on and off, every dtype and every kernel path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import ALL_DTYPES, check_against_oracle, qkv, tile_info
+
+HEAD_DIMS = [1, 3, 8, 31, 59, 64, 111, 128, 256]
+SEQ_PAIRS = [(1, 1), (1, 239), (113, 203), (203, 113), (1023, 1024), (1024, 1023)]
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("d", HEAD_DIMS)
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+def test_head_dims(rng, path, dtype, d, causal):
+    q, k, v = qkv(rng, b=1, hq=4, hkv=2, sq=37, sk=70, d=d, dtype=dtype)
+    check_against_oracle(q, k, v, path, causal=causal)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize(("sq", "sk"), SEQ_PAIRS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_seq_lengths(rng, path, dtype, sq, sk, causal):
+    q, k, v = qkv(rng, b=1, hq=2, hkv=1, sq=sq, sk=sk, d=64, dtype=dtype)
+    check_against_oracle(q, k, v, path, causal=causal)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+def test_seq_lengths_low_precision(rng, path, dtype, causal):
+    for sq, sk in [(1, 239), (203, 113), (1023, 1024)]:
+        q, k, v = qkv(rng, b=1, hq=2, hkv=1, sq=sq, sk=sk, d=32, dtype=dtype)
+        check_against_oracle(q, k, v, path, causal=causal)
+
+
+@pytest.mark.parametrize("d", [8, 64, 128])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_tile_boundaries(rng, path, dtype, d):
+    """Sequence lengths one below, at and one above the KV tile and the query block of the kernel."""
+    block_q, block_k = tile_info(dtype, 1, 2, 2, 4096, 4096, d, d, isa=path[1])
+    for n in sorted({block_k - 1, block_k, block_k + 1, 2 * block_k + 1}):
+        for causal in (False, True):
+            q, k, v = qkv(rng, b=1, hq=2, sq=n, sk=n, d=d, dtype=dtype)
+            check_against_oracle(q, k, v, path, causal=causal)
+            q, k, v = qkv(rng, b=1, hq=2, sq=7, sk=n, d=d, dtype=dtype)  # decode-like against it
+            check_against_oracle(q, k, v, path, causal=causal)
+    block_q, _ = tile_info(dtype, 1, 1, 1, 4096, 64, d, d, isa=path[1], threads=1)
+    for n in sorted({block_q - 1, block_q, block_q + 1}):
+        q, k, v = qkv(rng, b=1, hq=1, sq=n, sk=64, d=d, dtype=dtype)
+        check_against_oracle(q, k, v, path, causal=True, num_threads=1)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize(("hq", "hkv"), [(6, 6), (6, 3), (6, 2), (6, 1), (1, 1)], ids=["mha", "gqa2", "gqa3", "mqa", "single"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+def test_head_groups(rng, path, dtype, hq, hkv, causal):
+    q, k, v = qkv(rng, b=2, hq=hq, hkv=hkv, sq=45, sk=77, d=16, dtype=dtype)
+    check_against_oracle(q, k, v, path, causal=causal)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("rank", [2, 3, 4])
+@pytest.mark.parametrize("layout", ["bhsd", "bshd"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+def test_layouts_and_ranks(rng, path, dtype, layout, rank, causal):
+    hq, hkv = (4, 2) if rank > 2 else (1, 1)
+    q, k, v = qkv(rng, b=3 if rank == 4 else 1, hq=hq, hkv=hkv, sq=29, sk=41, d=24, dv=40, dtype=dtype,
+                  layout=layout, rank=rank)
+    out, lse = check_against_oracle(q, k, v, path, causal=causal, layout=layout)
+    expected = {4: (3, 29, 4, 40) if layout == "bshd" else (3, 4, 29, 40),
+                3: (29, 4, 40) if layout == "bshd" else (4, 29, 40),
+                2: (29, 40)}[rank]
+    assert out.shape == expected
+    assert lse.shape == {4: (3, 4, 29), 3: (4, 29), 2: (29,)}[rank]
+
+
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+def test_layouts_agree(rng, dtype):
+    """bshd input gives the transpose of the bhsd result, bit for bit."""
+    from conftest import run
+
+    q, k, v = qkv(rng, b=2, hq=4, hkv=2, sq=33, sk=50, d=16, dtype=dtype)
+    a, lse_a = run(q, k, v, causal=True, return_lse=True)
+    t = (0, 2, 1, 3)
+    b_, lse_b = run(q.transpose(t).copy(), k.transpose(t).copy(), v.transpose(t).copy(), causal=True,
+                    layout="bshd", return_lse=True)
+    assert np.array_equal(a.transpose(t), b_)
+    assert np.array_equal(lse_a, lse_b)
+
+
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+def test_value_dim_differs(rng, path, dtype):
+    for d, dv in [(64, 16), (16, 64), (3, 129), (129, 3), (256, 8)]:
+        q, k, v = qkv(rng, b=1, hq=2, hkv=1, sq=20, sk=150, d=d, dv=dv, dtype=dtype)
+        check_against_oracle(q, k, v, path, causal=True)
+
+
+@pytest.mark.parametrize("scale", [0.0, -0.7, 1e-3, 3.0])
+def test_scales(rng, path, scale):
+    q, k, v = qkv(rng, b=1, hq=2, sq=30, sk=60, d=32, dtype="float64")
+    check_against_oracle(q, k, v, path, scale=scale, causal=True)
+    q, k, v = qkv(rng, b=1, hq=2, sq=30, sk=60, d=32, dtype="float32")
+    check_against_oracle(q, k, v, path, scale=scale)
+
+
+def test_default_scale_is_inverse_sqrt_d(rng):
+    from conftest import run
+
+    q, k, v = qkv(rng, sq=10, sk=12, d=37, dtype="float64")
+    assert np.array_equal(run(q, k, v), run(q, k, v, scale=1.0 / np.sqrt(37.0)))
+
+
+def test_large_scores(rng, path):
+    """Scores of order 1e3: the online softmax must rescale exactly, no overflow."""
+    q, k, v = qkv(rng, b=1, hq=2, sq=50, sk=300, d=16, dtype="float32")
+    check_against_oracle(q * 40, k * 40, v, path, causal=True)
+    q, k, v = qkv(rng, b=1, hq=2, sq=50, sk=300, d=16, dtype="float64")
+    check_against_oracle(q * 40, k * 40, v, path)
+
+
+def test_increasing_scores_rescale(path):
+    """Each new KV tile raises the row max: every tile triggers a rescale."""
+    sk = 700
+    k = np.linspace(0, 30, sk)[None, None, :, None] * np.ones((1, 1, 1, 4))
+    q = np.ones((1, 1, 3, 4))
+    v = np.random.default_rng(1).standard_normal((1, 1, sk, 5))
+    for dt in (np.float32, np.float64):
+        check_against_oracle(q.astype(dt), k.astype(dt), v.astype(dt), path, scale=1.0)
