@@ -169,7 +169,16 @@ def check_against_oracle(q, k, v, path=("auto", "auto"), **kw):
 
 def tile_info(dtype, b, hq, hkv, sq, sk, d, dv, isa="auto", threads=0):
     return _core.tile_info(
-        DTYPE_CODES[dtype], b, hq, hkv, sq, sk, d, dv, threads, {"auto": -1, "baseline": 0, "avx2": 1, "avx512": 2}[isa]
+        DTYPE_CODES[dtype],
+        b,
+        hq,
+        hkv,
+        sq,
+        sk,
+        d,
+        dv,
+        threads,
+        {"auto": -1, "baseline": 0, "avx2": 1, "avx512": 2}[isa],
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from conftest import ALL_DTYPES, check_against_oracle, qkv, tile_info
 
 HEAD_DIMS = [1, 3, 8, 31, 59, 64, 111, 128, 256]
@@ -53,7 +54,11 @@ def test_tile_boundaries(rng, path, dtype, d):
 
 
 @pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize(("hq", "hkv"), [(6, 6), (6, 3), (6, 2), (6, 1), (1, 1)], ids=["mha", "gqa2", "gqa3", "mqa", "single"])
+@pytest.mark.parametrize(
+    ("hq", "hkv"),
+    [(6, 6), (6, 3), (6, 2), (6, 1), (1, 1)],
+    ids=["mha", "gqa2", "gqa3", "mqa", "single"],
+)
 @pytest.mark.parametrize("dtype", ALL_DTYPES)
 def test_head_groups(rng, path, dtype, hq, hkv, causal):
     q, k, v = qkv(rng, b=2, hq=hq, hkv=hkv, sq=45, sk=77, d=16, dtype=dtype)
@@ -66,12 +71,25 @@ def test_head_groups(rng, path, dtype, hq, hkv, causal):
 @pytest.mark.parametrize("dtype", ALL_DTYPES)
 def test_layouts_and_ranks(rng, path, dtype, layout, rank, causal):
     hq, hkv = (4, 2) if rank > 2 else (1, 1)
-    q, k, v = qkv(rng, b=3 if rank == 4 else 1, hq=hq, hkv=hkv, sq=29, sk=41, d=24, dv=40, dtype=dtype,
-                  layout=layout, rank=rank)
+    q, k, v = qkv(
+        rng,
+        b=3 if rank == 4 else 1,
+        hq=hq,
+        hkv=hkv,
+        sq=29,
+        sk=41,
+        d=24,
+        dv=40,
+        dtype=dtype,
+        layout=layout,
+        rank=rank,
+    )
     out, lse = check_against_oracle(q, k, v, path, causal=causal, layout=layout)
-    expected = {4: (3, 29, 4, 40) if layout == "bshd" else (3, 4, 29, 40),
-                3: (29, 4, 40) if layout == "bshd" else (4, 29, 40),
-                2: (29, 40)}[rank]
+    expected = {
+        4: (3, 29, 4, 40) if layout == "bshd" else (3, 4, 29, 40),
+        3: (29, 4, 40) if layout == "bshd" else (4, 29, 40),
+        2: (29, 40),
+    }[rank]
     assert out.shape == expected
     assert lse.shape == {4: (3, 4, 29), 3: (4, 29), 2: (29,)}[rank]
 
@@ -84,8 +102,14 @@ def test_layouts_agree(rng, dtype):
     q, k, v = qkv(rng, b=2, hq=4, hkv=2, sq=33, sk=50, d=16, dtype=dtype)
     a, lse_a = run(q, k, v, causal=True, return_lse=True)
     t = (0, 2, 1, 3)
-    b_, lse_b = run(q.transpose(t).copy(), k.transpose(t).copy(), v.transpose(t).copy(), causal=True,
-                    layout="bshd", return_lse=True)
+    b_, lse_b = run(
+        q.transpose(t).copy(),
+        k.transpose(t).copy(),
+        v.transpose(t).copy(),
+        causal=True,
+        layout="bshd",
+        return_lse=True,
+    )
     assert np.array_equal(a.transpose(t), b_)
     assert np.array_equal(lse_a, lse_b)
 

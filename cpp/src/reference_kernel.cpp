@@ -39,6 +39,7 @@ void reference_rows(const Params& p, int threads) {
       const int64_t qrow = b * p.q_batch_stride + h * p.q_head_stride + i * p.q_seq_stride;
       // s_j = scale * q . k_j for the visible keys
       A m = -std::numeric_limits<A>::infinity();
+      bool nan = false;  // a NaN score makes the whole row NaN
       for (int64_t j = 0; j < visible; ++j) {
         const int64_t krow = b * p.k_batch_stride + g * p.k_head_stride + j * p.k_seq_stride;
         A dot = 0;
@@ -48,7 +49,9 @@ void reference_rows(const Params& p, int threads) {
         }
         s[j] = static_cast<A>(p.scale) * dot;
         m = std::max(m, s[j]);
+        nan = nan || std::isnan(s[j]);
       }
+      if (nan) m = std::numeric_limits<A>::quiet_NaN();
       // p_j = exp(s_j - m), l = sum p_j, o = sum p_j v_j / l
       A l = 0;
       std::fill(o, o + p.head_dim_v, A(0));

@@ -319,7 +319,8 @@ class TiledForward {
 
   // Online softmax update of one row over its n visible raw scores s[0, n) (q . k, unscaled): turns s into
   // probabilities, updates the row's max and sum, and gives the factor alpha = 2^(m - m') by which the
-  // row's output accumulators must be rescaled. Returns false when no visible score is above -inf.
+  // row's output accumulators must be rescaled. Returns false when every visible score is -inf (the row
+  // stays empty); a NaN score makes the row's max, sum and output NaN.
   // The scale is folded into the exponent: p = 2^(fma(s, c, -m')) with c = scale * log2(e) rounds once,
   // and the rounding of m' is common to the whole row, so it cancels in O / l.
   bool softmax_row(const Workspace& ws, int64_t row, A* s, int64_t n, A* alpha) const {
@@ -333,8 +334,13 @@ class TiledForward {
     vmax = max(vmax, keep_first(mul(V::load(s + (nv - 1) * W), cv), tail, neg_inf));
     const A m_old = ws.m[row];
     const A tile_max = reduce_max(vmax);
-    const A m_new = tile_max > m_old ? tile_max : m_old;
-    if (m_new == neg_inf) return false;
+    A m_new = tile_max > m_old ? tile_max : m_old;
+    if (m_new == neg_inf) {  // nothing above -inf; a NaN score (which max may drop) makes the row NaN
+      bool nan = false;
+      for (int64_t j = 0; j < n; ++j) nan = nan || std::isnan(s[j]);
+      if (!nan) return false;
+      m_new = std::numeric_limits<A>::quiet_NaN();
+    }
     const V neg_m = V::set1(-m_new);
     V vsum = V::zero();
     for (int64_t v = 0; v < nv; ++v) {

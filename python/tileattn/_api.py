@@ -143,7 +143,7 @@ def check_shapes(q: np.ndarray, k: np.ndarray, v: np.ndarray, layout: str) -> No
                 f"{name} must have {rank} dimensions like q (layout {layout!r}); got shape {x.shape}"
             )
     q4, k4, v4 = to_bhsd(q, layout), to_bhsd(k, layout), to_bhsd(v, layout)
-    b, hq, sq, d = q4.shape
+    b, hq, _, d = q4.shape
     _, hkv, sk, dk = k4.shape
     q_names = dim_names(layout, rank, "Hq", "Sq", "D")
     if d < 1:
@@ -269,7 +269,9 @@ def attention_impl(
         if not isinstance(out, np.ndarray):
             raise TypeError(f"out must be a NumPy array, got {type(out).__name__}")
         if out.shape != out_shape:
-            raise ValueError(f"out must have shape {out_shape} (the output's shape); got {out.shape}")
+            raise ValueError(
+                f"out must have shape {out_shape} (the output's shape); got {out.shape}"
+            )
         if _native(out.dtype) != dtype:
             raise TypeError(f"out must have dtype {dtype} (the inputs' dtype); got {out.dtype}")
         if not out.flags.writeable:

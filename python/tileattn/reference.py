@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["attention", "attention_in", "naive_attention", "visible_keys"]
+__all__ = ["attention", "attention_in", "attention_rows", "naive_attention", "visible_keys"]
 
 
 def _to_bhsd(x: np.ndarray, layout: str) -> np.ndarray:
@@ -81,7 +81,15 @@ def attention(
     """
     del num_threads
     return attention_in(
-        np.float64, q, k, v, causal=causal, scale=scale, layout=layout, return_lse=return_lse, out=out
+        np.float64,
+        q,
+        k,
+        v,
+        causal=causal,
+        scale=scale,
+        layout=layout,
+        return_lse=return_lse,
+        out=out,
     )
 
 
@@ -106,8 +114,41 @@ def attention_in(
     q, k, v = (np.asarray(x) for x in (q, k, v))
     rank = q.ndim
     qf, kf, vf = (_to_bhsd(x, layout).astype(precision) for x in (q, k, v))
-    _, hq, sq, d = qf.shape
-    hkv, sk = kf.shape[1], kf.shape[2]
+    sq, sk = qf.shape[2], kf.shape[2]
+    o, lse = _attend(qf, kf, vf, visible_keys(sq, sk, causal), scale)
+    result = _from_bhsd(o, layout, rank)
+    if out is not None:
+        np.copyto(out, result, casting="unsafe")
+        result = out
+    if return_lse:
+        return result, lse.reshape(lse.shape[4 - rank :])
+    return result
+
+
+def attention_rows(
+    q: Any,
+    k: Any,
+    v: Any,
+    rows: Any,
+    *,
+    causal: bool = False,
+    scale: float | None = None,
+    layout: str = "bhsd",
+) -> tuple[np.ndarray, np.ndarray]:
+    """The oracle's output and LSE for the query positions `rows` only, in float64, as
+    ``(B, Hq, len(rows), Dv)`` and ``(B, Hq, len(rows))`` whatever the layout: for checking large
+    problems on sampled rows without the full score matrix."""
+    rows = np.asarray(rows)
+    qf, kf, vf = (_to_bhsd(np.asarray(x), layout) for x in (q, k, v))
+    visible = visible_keys(qf.shape[2], kf.shape[2], causal)[rows]
+    q_rows = qf[:, :, rows].astype(np.float64)
+    return _attend(q_rows, kf.astype(np.float64), vf.astype(np.float64), visible, scale)
+
+
+def _attend(qf, kf, vf, visible, scale):
+    """The specification on (B, H, S, D) arrays of one float type and a (rows, keys) visibility matrix."""
+    hq, d = qf.shape[1], qf.shape[3]
+    hkv = kf.shape[1]
     if hkv == 0 or hq % hkv:
         raise ValueError("Hq must be a multiple of Hkv")
     group = hq // hkv
@@ -115,7 +156,6 @@ def attention_in(
     vf = np.repeat(vf, group, axis=1)
     if scale is None:
         scale = 1.0 / math.sqrt(d)
-    visible = visible_keys(sq, sk, causal)
 
     with np.errstate(all="ignore"):  # inf - inf and 0 * inf are part of the specification
         s = qf.dtype.type(scale) * (qf @ np.swapaxes(kf, -1, -2))  # (B, Hq, Sq, Sk)
@@ -127,14 +167,7 @@ def attention_in(
         o = _weighted_values(p, vf, visible)
         o = np.where(l == 0, 0.0, o / np.where(l == 0, 1.0, l))  # a row that saw no key: 0
         lse = np.where(l == 0, -np.inf, m_safe + np.log(np.where(l == 0, 1.0, l)))[..., 0]
-
-    result = _from_bhsd(o, layout, rank)
-    if out is not None:
-        np.copyto(out, result, casting="unsafe")
-        result = out
-    if return_lse:
-        return result, lse.reshape(lse.shape[4 - rank :])
-    return result
+    return o, lse
 
 
 def _working_dtype(dtype: np.dtype) -> type:

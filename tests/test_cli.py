@@ -1,0 +1,90 @@
+"""python -m tileattn (the main job) and show_config()."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import tileattn
+from tileattn.__main__ import DEFAULT_PROBLEMS, Problem, main
+
+
+def run_cli(*args, check=True):
+    return subprocess.run(
+        [sys.executable, "-m", "tileattn", *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=600,
+    )
+
+
+def test_help_lists_options():
+    out = run_cli("--help").stdout
+    for option in ("--shape", "--dtype", "--causal", "--threads", "--repeat", "--json"):
+        assert option in out
+
+
+def test_small_problem_table_and_json(tmp_path):
+    path = tmp_path / "r.json"
+    proc = run_cli(
+        "--shape", "2,4,96,32", "--kv-heads", "2", "--causal", "--repeat", "1", "--json", str(path)
+    )
+    lines = proc.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("case"))
+    for column in ("shape", "tileattn ms", "GFLOP/s", "speed-up", "max err"):
+        assert column in header
+    assert any(line.startswith("custom") and "B2 H4/2 S96 D32" in line for line in lines)
+    assert "[" in proc.stderr  # the progress bar
+    data = json.loads(path.read_text())
+    (res,) = data["results"]
+    assert res["causal"] is True and res["heads_kv"] == 2
+    assert res["max_err"] < 1e-5 and res["numpy_max_err"] < 1e-5
+    assert res["flops"] == 2 * 2 * 4 * (96 * 97 // 2) * 64
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float16", "bfloat16"])
+def test_dtypes(dtype):
+    if dtype == "bfloat16":
+        pytest.importorskip("ml_dtypes", reason="ml_dtypes is not installed")
+    assert main(["--shape", "1,2,40,8", "--dtype", dtype, "--repeat", "1", "--no-progress"]) == 0
+
+
+def test_bad_arguments():
+    proc = run_cli("--shape", "1,2,3", check=False)
+    assert proc.returncode == 2 and "B,H,S,D" in proc.stderr
+    proc = run_cli("--threads", "0", check=False)
+    assert proc.returncode == 2
+
+
+def test_default_problems_are_the_documented_ones():
+    names = [p.name for p in DEFAULT_PROBLEMS]
+    assert names == ["prefill", "prefill causal", "short batch", "decode (GQA)"]
+    assert Problem("x", 1, 1, 1, 4, 4, 2, 2, causal=True).visible_pairs() == 10
+
+
+def test_show_config(capsys):
+    cfg = tileattn.show_config(as_dict=True)
+    for key in ("version", "build", "cpu", "kernel", "threads", "python"):
+        assert key in cfg
+    assert cfg["version"] == tileattn.__version__
+    assert "baseline" in cfg["build"]["compiled_isas"]
+    assert cfg["kernel"]["selected_isa"] in cfg["build"]["compiled_isas"]
+    assert cfg["threads"]["num_threads"] == tileattn.get_num_threads()
+    assert tileattn.show_config() is None
+    printed = capsys.readouterr().out
+    for word in ("compiler", "features", "selected_isa", "num_threads"):
+        assert word in printed
+
+
+def test_isa_environment_variable():
+    code = "import tileattn; print(tileattn.show_config(as_dict=True)['kernel']['selected_isa'])"
+    env = {**os.environ, "TILEATTN_ISA": "baseline"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "baseline"

@@ -1,0 +1,99 @@
+"""Hypothesis property tests over random shapes, layouts, ranks, strides, dtypes and options: the result
+passes the oracle's error rule and equals, bit for bit, the result on contiguous copies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tileattn import reference
+
+from conftest import BF16, PATHS, assert_close, assert_lse_close, oracle, run
+
+DTYPES = ["float32", "float64", "float16"] + (["bfloat16"] if BF16 is not None else [])
+
+
+@st.composite
+def problems(draw):
+    rank = draw(st.sampled_from([2, 3, 4]))
+    layout = draw(st.sampled_from(["bhsd", "bshd"]))
+    b = draw(st.integers(1, 3)) if rank == 4 else 1
+    hkv = draw(st.integers(1, 3)) if rank > 2 else 1
+    hq = hkv * (draw(st.integers(1, 3)) if rank > 2 else 1)
+    sq = draw(st.integers(1, 70))
+    sk = draw(st.integers(0, 150))
+    d = draw(st.integers(1, 72))
+    dv = draw(st.one_of(st.just(d), st.integers(1, 40)))
+    dtype = draw(st.sampled_from(DTYPES))
+    causal = draw(st.booleans())
+    scale = draw(st.one_of(st.none(), st.floats(-2, 2, allow_nan=False)))
+    seed = draw(st.integers(0, 2**32 - 1))
+    # How each array is laid out in memory: a permutation of its axes, steps and flips.
+    layouts = [
+        (
+            draw(st.permutations(range(rank))),
+            draw(st.lists(st.integers(1, 3), min_size=rank, max_size=rank)),
+            draw(st.lists(st.booleans(), min_size=rank, max_size=rank)),
+        )
+        for _ in range(3)
+    ]
+    return dict(
+        rank=rank,
+        layout=layout,
+        b=b,
+        hq=hq,
+        hkv=hkv,
+        sq=sq,
+        sk=sk,
+        d=d,
+        dv=dv,
+        dtype=dtype,
+        causal=causal,
+        scale=scale,
+        seed=seed,
+        layouts=layouts,
+    )
+
+
+def logical_shape(pr, which):
+    h, s, d = {
+        "q": (pr["hq"], pr["sq"], pr["d"]),
+        "k": (pr["hkv"], pr["sk"], pr["d"]),
+        "v": (pr["hkv"], pr["sk"], pr["dv"]),
+    }[which]
+    four = (pr["b"], h, s, d) if pr["layout"] == "bhsd" else (pr["b"], s, h, d)
+    return (s, d) if pr["rank"] == 2 else four[4 - pr["rank"] :]
+
+
+def strided(rng, shape, dtype, perm, steps, flips):
+    """An array of `shape` whose memory order, steps and signs of strides are arbitrary."""
+    store_shape = [shape[p] * steps[p] for p in perm]
+    store = rng.standard_normal(store_shape).astype(dtype)
+    view = store[tuple(slice(None, None, steps[p]) for p in perm)]
+    view = np.transpose(view, np.argsort(perm))
+    view = view[tuple(slice(None, None, -1) if f else slice(None) for f in flips)]
+    assert view.shape == tuple(shape)
+    return view
+
+
+@pytest.mark.parametrize("path", PATHS, ids=[f"{p}-{i}" for p, i in PATHS])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pr=problems())
+def test_random_problems(path, pr):
+    rng = np.random.default_rng(pr["seed"])
+    dtype = BF16 if pr["dtype"] == "bfloat16" else np.dtype(pr["dtype"])
+    q, k, v = (
+        strided(rng, logical_shape(pr, w), dtype, *lay) for w, lay in zip("qkv", pr["layouts"])
+    )
+    kw = dict(causal=pr["causal"], scale=pr["scale"], layout=pr["layout"])
+    out, lse = run(q, k, v, path, return_lse=True, **kw)
+    contiguous = run(*(np.ascontiguousarray(x) for x in (q, k, v)), path, return_lse=True, **kw)
+    assert np.array_equal(out, contiguous[0]) and np.array_equal(lse, contiguous[1])
+    ref, ref_lse = oracle(q, k, v, return_lse=True, **kw)
+    if pr["sk"] > 0:
+        assert_close(out, ref, reference.naive_attention(q, k, v, **kw), dtype)
+    else:
+        assert (out.astype(np.float64) == 0).all()
+    assert_lse_close(lse, ref_lse, dtype)

@@ -1,0 +1,145 @@
+"""Threads: bitwise identical results for any thread count and repetition, concurrent calls from many
+Python threads, the GIL released during compute, the thread-count settings, and fork safety."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+import threading
+import warnings
+
+import numpy as np
+import pytest
+
+import tileattn
+
+from conftest import qkv, run
+
+CASES = [
+    dict(b=1, hq=4, hkv=4, sq=700, sk=700, d=64, causal=True),
+    dict(b=3, hq=6, hkv=2, sq=129, sk=300, d=40, causal=False),
+    dict(b=1, hq=8, hkv=2, sq=1, sk=3000, d=128, causal=True),
+    dict(b=2, hq=2, hkv=1, sq=300, sk=100, d=16, causal=True),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=["causal", "gqa", "decode", "sq>sk"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
+def test_thread_count_determinism(rng, path, case, dtype):
+    case = dict(case)
+    causal = case.pop("causal")
+    q, k, v = qkv(rng, dtype=dtype, **case)
+    base, base_lse = run(q, k, v, path, causal=causal, return_lse=True, num_threads=1)
+    for threads in (2, 3, 5, 8, 2, 1):
+        out, lse = run(q, k, v, path, causal=causal, return_lse=True, num_threads=threads)
+        assert np.array_equal(out, base), f"{threads} threads differ from 1"
+        assert np.array_equal(lse, base_lse)
+
+
+def test_set_and_get_num_threads():
+    old = tileattn.get_num_threads()
+    try:
+        tileattn.set_num_threads(3)
+        assert tileattn.get_num_threads() == 3
+        tileattn.set_num_threads(np.int64(1))
+        assert tileattn.get_num_threads() == 1
+    finally:
+        tileattn.set_num_threads(old)
+
+
+def test_default_threads_follow_affinity():
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    code = "import tileattn; print(tileattn.get_num_threads())"
+    env = {k: v for k, v in os.environ.items() if k != "TILEATTN_NUM_THREADS"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert int(out.stdout) == cpus
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("3", 3), ("1", 1), ("zero", None), ("-2", None), ("", None)]
+)
+def test_environment_variable(value, expected):
+    code = "import tileattn, os; print(tileattn.get_num_threads(), len(os.sched_getaffinity(0)))"
+    env = {**os.environ, "TILEATTN_NUM_THREADS": value}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    got, cpus = (int(x) for x in out.stdout.split())
+    assert got == (expected if expected is not None else cpus)
+
+
+def test_concurrent_python_threads(rng):
+    """16 Python threads calling at once get exactly the serial results."""
+    problems = []
+    for i in range(16):
+        q, k, v = qkv(rng, b=1, hq=4, hkv=2, sq=100 + 13 * i, sk=150 + 7 * i, d=32)
+        problems.append((q, k, v, i % 2 == 0))
+    serial = [tileattn.attention(q, k, v, causal=c, num_threads=2) for q, k, v, c in problems]
+    results: list = [None] * len(problems)
+    errors: list = []
+    barrier = threading.Barrier(len(problems))
+
+    def work(i):
+        try:
+            barrier.wait()
+            q, k, v, c = problems[i]
+            for _ in range(3):
+                results[i] = tileattn.attention(q, k, v, causal=c)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(problems))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for got, want in zip(results, serial):
+        assert np.array_equal(got, want)
+
+
+def test_gil_is_released(rng):
+    """While one thread computes, another Python thread keeps running."""
+    q, k, v = qkv(rng, b=1, hq=8, sq=1500, sk=1500, d=64)
+    done = threading.Event()
+    ticks = 0
+
+    def compute():
+        for _ in range(3):
+            tileattn.attention(q, k, v, num_threads=1)
+        done.set()
+
+    worker = threading.Thread(target=compute)
+    worker.start()
+    while not done.is_set():
+        ticks += 1
+    worker.join()
+    assert ticks > 1000
+
+
+def _child_compute(queue, q, k, v):
+    queue.put(tileattn.attention(q, k, v, causal=True, num_threads=2))
+
+
+def test_fork_after_use(rng):
+    """A forked child (multiprocessing 'fork') gets a fresh thread pool and computes correctly."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    q, k, v = qkv(rng, b=1, hq=4, sq=200, sk=200, d=32)
+    expected = tileattn.attention(q, k, v, causal=True, num_threads=2)  # the pool now has workers
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    with warnings.catch_warnings():
+        warnings.simplefilter(
+            "ignore", DeprecationWarning
+        )  # Python >= 3.12 warns on fork with threads
+        proc = ctx.Process(target=_child_compute, args=(queue, q, k, v))
+        proc.start()
+    got = queue.get(timeout=120)
+    proc.join(timeout=120)
+    assert proc.exitcode == 0
+    assert np.array_equal(got, expected)
