@@ -161,6 +161,20 @@ PYBIND11_MODULE(_core, m) {
   m.def("tile_info", &tile_info, py::arg("dtype"), py::arg("batch"), py::arg("heads_q"), py::arg("heads_kv"),
         py::arg("seq_q"), py::arg("seq_k"), py::arg("head_dim"), py::arg("head_dim_v"), py::arg("num_threads"),
         py::arg("isa"));
+  m.def(
+      "probe_fma_gflops",
+      [](int threads, bool f64, double seconds) {
+        py::gil_scoped_release release;
+        return tileattn::probe_fma_gflops(threads, f64, seconds);
+      },
+      py::arg("threads"), py::arg("f64") = false, py::arg("seconds") = 0.5);
+  m.def(
+      "probe_read_gbs",
+      [](int threads, int64_t bytes, int repeats) {
+        py::gil_scoped_release release;
+        return tileattn::probe_read_gbs(threads, bytes, repeats);
+      },
+      py::arg("threads"), py::arg("bytes") = int64_t{1} << 30, py::arg("repeats") = 5);
   m.def("set_num_threads", &tileattn::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &tileattn::get_num_threads);
   m.def("available_cpus", &tileattn::available_cpus);

@@ -3,12 +3,15 @@
 The error rule (FlashAttention's, adapted): with ``err(x) = ||x - oracle||_2 / ||oracle||_2`` computed in
 float64, a result passes when
 
-    err(out) <= 2 * err(naive) + u      and      err(out) <= cap[dtype]
+    err(out) <= 2 * err(naive) + 4u * cond / sqrt(N)      and      err(out) <= cap[dtype]
 
 where ``naive`` is the textbook computation in the same precision (``tileattn.reference.naive_attention``),
-``u`` the unit roundoff of the accumulation type (so that two errors that are both pure rounding noise
-cannot fail on their ratio alone), and the caps are fixed: float32 1e-5, float64 1e-12,
-float16/bfloat16 1e-2.
+``u`` the unit roundoff of the accumulation type, N the number of output elements and
+``cond = ||attention with |v| || / ||attention||`` the condition number of the weighted sums (how much they
+cancel). The caps are fixed: float32 1e-5, float64 1e-12, float16/bfloat16 1e-2. The additive term is a
+few roundings of the terms, spread over the N elements: it keeps outputs of a handful of elements, where
+err(naive) is one lucky rounding of a cancelling sum, from failing on noise, and vanishes at realistic
+sizes (it is below u/4 for N >= 256 well-conditioned outputs).
 """
 
 from __future__ import annotations
@@ -53,15 +56,34 @@ def rel_err(x: np.ndarray, ref: np.ndarray) -> float:
     return num / den if den > 0 else num
 
 
-def assert_close(out, ref, naive, dtype) -> None:
-    """The error rule of this module's docstring."""
+def assert_close(out, ref, naive, dtype, ref_abs=None, floor_roundings=None) -> None:
+    """The error rule of this module's docstring (ref_abs: the oracle's output for |v|, for cond).
+
+    floor_roundings, when given, replaces the additive term by floor_roundings * u * cond: for the property
+    tests, whose tiny random shapes include degenerate ones (a zero scale makes every row equal, so N
+    overstates the independent errors; Dv = 1 sends NumPy to gemv, whose many partial sums are more accurate
+    than any blocked product). Their purpose is catching indexing and masking errors, which are 1e5 times
+    larger.
+    """
     name = np.dtype(dtype).name
     assert out.shape == ref.shape
     assert np.isfinite(np.asarray(out, dtype=np.float64)).all()
     err = rel_err(out, ref)
     err_naive = rel_err(naive, ref)
-    bound = min(CAPS[name], 2 * err_naive + unit_roundoff(dtype))
-    assert err <= bound, f"error {err:.3g} > bound {bound:.3g} (naive {err_naive:.3g}, {name})"
+    ref_norm = float(np.linalg.norm(np.asarray(ref, dtype=np.float64).ravel()))
+    cond = 1.0
+    if ref_abs is not None and ref_norm > 0:
+        cond = max(
+            1.0, float(np.linalg.norm(np.asarray(ref_abs, dtype=np.float64).ravel())) / ref_norm
+        )
+    if floor_roundings is None:
+        floor = 4 * unit_roundoff(dtype) * cond / np.sqrt(max(out.size, 1))
+    else:
+        floor = floor_roundings * unit_roundoff(dtype) * cond
+    bound = min(CAPS[name], 2 * err_naive + floor)
+    assert err <= bound, (
+        f"error {err:.3g} > bound {bound:.3g} (naive {err_naive:.3g}, cond {cond:.3g}, {name})"
+    )
 
 
 def assert_lse_close(lse, ref_lse, dtype) -> None:
@@ -154,6 +176,12 @@ def oracle(q, k, v, **kw):
     return reference.attention(q, k, v, **kw)
 
 
+def magnitude(q, k, v, **kw):
+    """The oracle's output with |v| for v: the size of the terms of the weighted sums."""
+    with np.errstate(all="ignore"):
+        return reference.attention(q, k, np.abs(np.asarray(v).astype(np.float64)), **kw)
+
+
 def check_against_oracle(q, k, v, path=("auto", "auto"), **kw):
     """Runs tileattn (with LSE) and checks output and LSE against the oracle with the error rule."""
     out, lse = run(q, k, v, path, return_lse=True, **dict(kw))
@@ -162,7 +190,7 @@ def check_against_oracle(q, k, v, path=("auto", "auto"), **kw):
     kw.pop("num_threads", None)
     ref, ref_lse = oracle(q, k, v, return_lse=True, **kw)
     naive = reference.naive_attention(q, k, v, **kw)
-    assert_close(out, ref, naive, q.dtype)
+    assert_close(out, ref, naive, q.dtype, magnitude(q, k, v, **kw))
     assert_lse_close(lse, ref_lse, q.dtype)
     return out, lse
 

@@ -80,15 +80,33 @@ void attention(const Params& p) {
     return;
   }
   switch (isa_for(p)) {
+#ifdef TILEATTN_HAVE_AVX512
+    case Isa::kAvx512:
+      kernels::avx512::tiled_attention(p, threads);
+      return;
+#endif
+#ifdef TILEATTN_HAVE_AVX2
+    case Isa::kAvx2:
+      kernels::avx2::tiled_attention(p, threads);
+      return;
+#endif
     default:
       kernels::baseline::tiled_attention(p, threads);
-      break;
+      return;
   }
 }
 
 TileInfo tile_info(const Params& p) {
   validate_shape(p);
   switch (isa_for(p)) {
+#ifdef TILEATTN_HAVE_AVX512
+    case Isa::kAvx512:
+      return kernels::avx512::tiled_tile_info(p, threads_for(p));
+#endif
+#ifdef TILEATTN_HAVE_AVX2
+    case Isa::kAvx2:
+      return kernels::avx2::tiled_tile_info(p, threads_for(p));
+#endif
     default:
       return kernels::baseline::tiled_tile_info(p, threads_for(p));
   }

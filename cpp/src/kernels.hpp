@@ -6,10 +6,23 @@
 
 namespace tileattn::kernels {
 
-namespace baseline {
-void tiled_attention(const Params& p, int threads);
-TileInfo tiled_tile_info(const Params& p, int threads);
-}  // namespace baseline
+// One namespace per compiled level, each with the same two functions (tiled_kernel.hpp).
+#define TILEATTN_DECLARE_ISA(ns)                            \
+  namespace ns {                                            \
+  void tiled_attention(const Params& p, int threads);       \
+  TileInfo tiled_tile_info(const Params& p, int threads);   \
+  double probe_fma(bool f64, int64_t iters);                \
+  double probe_fma_flops_per_iter(bool f64);                \
+  double probe_read(const float* data, int64_t n);          \
+  }
+TILEATTN_DECLARE_ISA(baseline)
+#ifdef TILEATTN_HAVE_AVX2
+TILEATTN_DECLARE_ISA(avx2)
+#endif
+#ifdef TILEATTN_HAVE_AVX512
+TILEATTN_DECLARE_ISA(avx512)
+#endif
+#undef TILEATTN_DECLARE_ISA
 
 // The plain scalar path: one query row at a time over its full row of scores.
 void reference_attention(const Params& p, int threads);

@@ -50,7 +50,16 @@ class Scratch {
   std::size_t size_ = 0;
 };
 
+// Per-thread scratch of the kernels' work items.
 inline Scratch& thread_scratch() {
+  thread_local Scratch scratch;
+  return scratch;
+}
+
+// Per-thread scratch of a whole call, held by the calling thread and shared with the workers of its
+// parallel regions (partial results that a second pass merges). Separate from thread_scratch(), which the
+// calling thread also uses for its own work items.
+inline Scratch& call_scratch() {
   thread_local Scratch scratch;
   return scratch;
 }

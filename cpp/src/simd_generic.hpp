@@ -162,6 +162,32 @@ inline Vec<A> mul(Vec<A> a, Vec<A> b) {
   return Vec<A>{a.v * b.v};
 }
 
+template <class A>
+inline Vec<A> div(Vec<A> a, Vec<A> b) {
+  return Vec<A>{a.v / b.v};
+}
+
+// dst[c * ds + r] = src[r * ss + c] for a W x W block.
+template <class A>
+inline void transpose_block(const A* src, int64_t ss, A* dst, int64_t ds) {
+  for (int c = 0; c < Vec<A>::kWidth; ++c)
+    for (int r = 0; r < Vec<A>::kWidth; ++r) dst[c * ds + r] = src[r * ss + c];
+}
+
+// float16 / bfloat16 storage <-> float vectors, rounding to nearest even.
+template <class T>
+inline Vec<float> load_cvt(const T* p) {
+  Vec<float> r;
+  for (int i = 0; i < Vec<float>::kWidth; ++i) r.v[i] = detail::to_float(p[i]);
+  return r;
+}
+inline void store_cvt(detail::Half* p, Vec<float> x) {
+  for (int i = 0; i < Vec<float>::kWidth; ++i) p[i] = detail::to_half(x.v[i]);
+}
+inline void store_cvt(detail::BFloat16* p, Vec<float> x) {
+  for (int i = 0; i < Vec<float>::kWidth; ++i) p[i] = detail::to_bfloat16(x.v[i]);
+}
+
 namespace generic_detail {
 template <class A>
 inline typename Vec<A>::R select(typename Vec<A>::I mask, typename Vec<A>::R yes, typename Vec<A>::R no) {

@@ -16,6 +16,7 @@ constexpr int64_t kKvTileBytes = 64 * 1024;  // packed K^T + V of one KV tile: s
 constexpr int64_t kItemBytes = 256 * 1024;   // packed Q rows + output accumulators of one work item
 constexpr int64_t kMaxBlockK = 256;          // keys per KV tile, at most (also the longest P V sum chain)
 constexpr int64_t kDotBlock = 32;            // q . k sums run in blocks of this many terms (accuracy)
+constexpr int64_t kPvChain = 64;             // p . v sums run in chains of this many keys (accuracy)
 constexpr int64_t kMinBlockQ = 32;           // query positions per item, at least (when there are that many)
 constexpr int64_t kItemsPerThread = 8;       // aim for this many items per thread, for load balance
 
@@ -33,7 +34,8 @@ inline TileShape choose_tiles(int64_t batch, int64_t heads_kv, int64_t group, in
                               int threads) {
   const int64_t row_bytes = (head_dim + head_dim_v_padded) * elem_bytes;
   TileShape t{};
-  t.block_k = std::clamp(kKvTileBytes / row_bytes / key_quantum * key_quantum, key_quantum, kMaxBlockK);
+  const int64_t max_k = std::max(key_quantum, kMaxBlockK / key_quantum * key_quantum);
+  t.block_k = std::clamp(kKvTileBytes / row_bytes / key_quantum * key_quantum, key_quantum, max_k);
   t.block_q = std::clamp(kItemBytes / row_bytes / group, int64_t{1}, std::max<int64_t>(seq_q, 1));
   // Smaller items when there are too few for the threads; block_q never changes any result.
   const int64_t heads = std::max<int64_t>(batch * heads_kv, 1);
@@ -41,6 +43,29 @@ inline TileShape choose_tiles(int64_t batch, int64_t heads_kv, int64_t group, in
     t.block_q = std::max(kMinBlockQ, t.block_q / 2);
   }
   return t;
+}
+
+// Decoding: when a kv head has at most kDecodeRows query rows (group * seq_q), packing K^T cannot pay off;
+// q . k runs as dot products on the K rows as stored, and the keys are split into chunks computed in
+// parallel and merged through their log-sum-exp. The split depends only on the shape (never on the thread
+// count): chunks of at least kDecodeChunkKeys keys, at most kDecodeMaxChunks over all kv heads.
+constexpr int64_t kDecodeRows = 16;
+constexpr int64_t kDecodeChunkKeys = 2048;
+constexpr int64_t kDecodeMaxChunks = 256;
+constexpr int64_t kPrefetchKeys = 16;
+constexpr int64_t kDecodePvChain = 16;  // decoding sums p * v in chains of this many keys (accuracy)  // decoding streams K rows from memory: prefetch this many keys ahead
+
+struct DecodeSplit {
+  int64_t chunks;      // per (batch, kv head)
+  int64_t chunk_keys;  // a multiple of the KV tile
+};
+
+inline DecodeSplit choose_decode_split(int64_t batch, int64_t heads_kv, int64_t seq_k, int64_t block_k) {
+  const int64_t heads = std::max<int64_t>(batch * heads_kv, 1);
+  const int64_t most = std::max<int64_t>(1, kDecodeMaxChunks / heads);
+  const int64_t chunks = std::clamp<int64_t>(seq_k / kDecodeChunkKeys, 1, most);
+  const int64_t keys = round_up(ceil_div(std::max<int64_t>(seq_k, 1), chunks), block_k);
+  return {ceil_div(std::max<int64_t>(seq_k, 1), keys), keys};
 }
 
 }  // namespace tileattn::detail

@@ -243,7 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m tileattn",
         description="Run tileattn and plain NumPy attention on built-in problems (or one given with "
-        "--shape), check both against the float64 oracle and print time, GFLOP/s, speed-up and error.",
+        "--shape), check both against the float64 oracle and print time, GFLOP/s, speed-up and error. "
+        "`python -m tileattn bench --compare` runs the benchmark comparison against torch SDPA, NumPy "
+        "and this machine's FMA and bandwidth probes.",
     )
     ap.add_argument(
         "--shape",
@@ -274,6 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "bench":  # python -m tileattn bench --compare
+        from .bench import main as bench_main
+
+        return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.show_config:
         from ._config import show_config

@@ -112,6 +112,13 @@ struct CpuInfo {
 CpuInfo cpu_info();
 
 const char* isa_name(Isa isa);
+
+// Probes of this machine's ceilings, for benchmarks that report fractions of them. FMA throughput in
+// GFLOP/s of independent fused multiply-adds on `threads` threads with the selected instruction set
+// (float32, or float64 with f64), run for about `seconds`; and the best memory-read bandwidth in GB/s of
+// `repeats` passes over a buffer of `bytes` bytes split across `threads` threads.
+double probe_fma_gflops(int threads, bool f64, double seconds);
+double probe_read_gbs(int threads, int64_t bytes, int repeats);
 const char* version();
 
 }  // namespace tileattn

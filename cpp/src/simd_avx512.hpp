@@ -1,0 +1,202 @@
+// AVX-512 vectors (16 floats / 8 doubles per zmm register) for the tiled kernels. Included by
+// kernels_avx512.cpp inside a `#pragma GCC target` region, within namespace TILEATTN_ISA_NS, so every
+// function here is compiled for AVX-512 and nothing else is. Same contract as simd_generic.hpp.
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+#ifndef TILEATTN_ISA_NS
+#error "define TILEATTN_ISA_NS before including simd_avx512.hpp"
+#endif
+
+namespace tileattn::kernels::TILEATTN_ISA_NS {
+
+template <class A>
+struct Vec;
+
+// Register blocks: 6 rows x 4 vectors = 24 accumulators, 4 vectors of K or V, and the row values come
+// in as embedded broadcasts (vfmadd231ps zmm, zmm, [mem]{1to16}): 28 of the 32 zmm registers.
+template <class A>
+struct Blocking {
+  static constexpr int kRows = 6;
+  static constexpr int kQkVecs = 4;
+  static constexpr int kPvVecs = 4;
+};
+
+template <>
+struct Vec<float> {
+  static constexpr int kWidth = 16;
+  __m512 v;
+  static Vec load(const float* p) { return {_mm512_loadu_ps(p)}; }
+  void store(float* p) const { _mm512_storeu_ps(p, v); }
+  static Vec set1(float x) { return {_mm512_set1_ps(x)}; }
+  static Vec zero() { return {_mm512_setzero_ps()}; }
+};
+
+template <>
+struct Vec<double> {
+  static constexpr int kWidth = 8;
+  __m512d v;
+  static Vec load(const double* p) { return {_mm512_loadu_pd(p)}; }
+  void store(double* p) const { _mm512_storeu_pd(p, v); }
+  static Vec set1(double x) { return {_mm512_set1_pd(x)}; }
+  static Vec zero() { return {_mm512_setzero_pd()}; }
+};
+
+inline Vec<float> fmadd(Vec<float> a, Vec<float> b, Vec<float> c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+inline Vec<float> add(Vec<float> a, Vec<float> b) { return {_mm512_add_ps(a.v, b.v)}; }
+inline Vec<float> sub(Vec<float> a, Vec<float> b) { return {_mm512_sub_ps(a.v, b.v)}; }
+inline Vec<float> mul(Vec<float> a, Vec<float> b) { return {_mm512_mul_ps(a.v, b.v)}; }
+// vmaxps returns its second operand when either is NaN: the new data (b) keeps its NaN.
+inline Vec<float> max(Vec<float> a, Vec<float> b) { return {_mm512_max_ps(a.v, b.v)}; }
+inline float reduce_add(Vec<float> x) {
+  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(x.v), _mm512_extractf32x8_ps(x.v, 1));
+  __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+  q = _mm_add_ss(q, _mm_movehdup_ps(q));
+  return _mm_cvtss_f32(q);
+}
+inline float reduce_max(Vec<float> x) {
+  const __m256 h = _mm256_max_ps(_mm512_castps512_ps256(x.v), _mm512_extractf32x8_ps(x.v, 1));
+  __m128 q = _mm_max_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  q = _mm_max_ps(q, _mm_movehl_ps(q, q));
+  q = _mm_max_ss(q, _mm_movehdup_ps(q));
+  return _mm_cvtss_f32(q);
+}
+inline Vec<float> keep_first(Vec<float> x, int n, float fill) {
+  const __mmask16 keep = n >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << n) - 1u);
+  return {_mm512_mask_blend_ps(keep, _mm512_set1_ps(fill), x.v)};
+}
+// 2^x = 2^f * 2^floor(x) with f = x - floor(x) in [0, 1) from one vreduceps, a degree-6 minimax polynomial
+// (relative error 7e-9 with these float coefficients; exactly 1 at f = 0) and vscalefps, which applies
+// 2^floor(x) itself, gives exactly 0 for x = -inf (clamped to -150) and keeps NaN. Nine instructions.
+inline Vec<float> exp2(Vec<float> x) {
+  const __m512 xc = _mm512_max_ps(_mm512_set1_ps(-150.0f), x.v);  // NaN in x is kept (second operand)
+  const __m512 f = _mm512_reduce_ps(xc, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  __m512 p = _mm512_set1_ps(2.1702251979149878e-04f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.2439689598977566e-03f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.678840637207031e-03f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5483341217041016e-02f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022983014583588e-01f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931470036506653e-01f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+  return {_mm512_scalef_ps(p, xc)};
+}
+
+inline Vec<float> div(Vec<float> a, Vec<float> b) { return {_mm512_div_ps(a.v, b.v)}; }
+
+// dst[c * ds + r] = src[r * ss + c] for a 16 x 16 block: four rounds of 16 shuffles.
+inline void transpose_block(const float* src, int64_t ss, float* dst, int64_t ds) {
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * ss);
+  for (int i = 0; i < 8; ++i) {  // pairs of rows, interleaved within 128-bit lanes
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int g = 0; g < 4; ++g) {  // u[4g + c], lane L: column 4L + c of rows 4g .. 4g + 3
+    r[4 * g + 0] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+    r[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xee);
+    r[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+    r[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xee);
+  }
+  for (int c = 0; c < 4; ++c) {  // gather the 128-bit lanes of column 4L + c from the four row groups
+    const __m512 v = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88);
+    const __m512 w = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xdd);
+    const __m512 x = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
+    const __m512 y = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xdd);
+    _mm512_storeu_ps(dst + (0 + c) * ds, _mm512_shuffle_f32x4(v, x, 0x88));
+    _mm512_storeu_ps(dst + (8 + c) * ds, _mm512_shuffle_f32x4(v, x, 0xdd));
+    _mm512_storeu_ps(dst + (4 + c) * ds, _mm512_shuffle_f32x4(w, y, 0x88));
+    _mm512_storeu_ps(dst + (12 + c) * ds, _mm512_shuffle_f32x4(w, y, 0xdd));
+  }
+}
+
+// float16 / bfloat16 storage <-> float vectors (16 elements, unaligned); rounding to nearest even.
+inline Vec<float> load_cvt(const detail::Half* p) {
+  return {_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)))};
+}
+inline Vec<float> load_cvt(const detail::BFloat16* p) {
+  const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return {_mm512_castsi512_ps(_mm512_slli_epi32(wide, 16))};
+}
+inline void store_cvt(detail::Half* p, Vec<float> x) {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtps_ph(x.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+inline void store_cvt(detail::BFloat16* p, Vec<float> x) {
+  const __m512i bits = _mm512_castps_si512(x.v);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+  const __mmask16 nan = _mm512_cmp_ps_mask(x.v, x.v, _CMP_UNORD_Q);
+  const __m512i quiet = _mm512_or_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(0x40));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, rounded, quiet)));
+}
+
+inline Vec<double> fmadd(Vec<double> a, Vec<double> b, Vec<double> c) { return {_mm512_fmadd_pd(a.v, b.v, c.v)}; }
+inline Vec<double> add(Vec<double> a, Vec<double> b) { return {_mm512_add_pd(a.v, b.v)}; }
+inline Vec<double> sub(Vec<double> a, Vec<double> b) { return {_mm512_sub_pd(a.v, b.v)}; }
+inline Vec<double> mul(Vec<double> a, Vec<double> b) { return {_mm512_mul_pd(a.v, b.v)}; }
+inline Vec<double> max(Vec<double> a, Vec<double> b) { return {_mm512_max_pd(a.v, b.v)}; }
+inline double reduce_add(Vec<double> x) {
+  const __m256d h = _mm256_add_pd(_mm512_castpd512_pd256(x.v), _mm512_extractf64x4_pd(x.v, 1));
+  __m128d q = _mm_add_pd(_mm256_castpd256_pd128(h), _mm256_extractf128_pd(h, 1));
+  q = _mm_add_sd(q, _mm_unpackhi_pd(q, q));
+  return _mm_cvtsd_f64(q);
+}
+inline double reduce_max(Vec<double> x) {
+  const __m256d h = _mm256_max_pd(_mm512_castpd512_pd256(x.v), _mm512_extractf64x4_pd(x.v, 1));
+  __m128d q = _mm_max_pd(_mm256_castpd256_pd128(h), _mm256_extractf128_pd(h, 1));
+  q = _mm_max_sd(q, _mm_unpackhi_pd(q, q));
+  return _mm_cvtsd_f64(q);
+}
+inline Vec<double> keep_first(Vec<double> x, int n, double fill) {
+  const __mmask8 keep = n >= 8 ? __mmask8(0xff) : static_cast<__mmask8>((1u << n) - 1u);
+  return {_mm512_mask_blend_pd(keep, _mm512_set1_pd(fill), x.v)};
+}
+inline Vec<double> div(Vec<double> a, Vec<double> b) { return {_mm512_div_pd(a.v, b.v)}; }
+
+// dst[c * ds + r] = src[r * ss + c] for an 8 x 8 block.
+inline void transpose_block(const double* src, int64_t ss, double* dst, int64_t ds) {
+  __m512d r[8], t[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm512_loadu_pd(src + i * ss);
+  for (int i = 0; i < 4; ++i) {  // t[2i], lane L: column 2L of rows 2i, 2i+1; t[2i+1]: column 2L + 1
+    t[2 * i] = _mm512_unpacklo_pd(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_pd(r[2 * i], r[2 * i + 1]);
+  }
+  for (int c = 0; c < 2; ++c) {
+    const __m512d v = _mm512_shuffle_f64x2(t[c], t[2 + c], 0x88);
+    const __m512d w = _mm512_shuffle_f64x2(t[c], t[2 + c], 0xdd);
+    const __m512d x = _mm512_shuffle_f64x2(t[4 + c], t[6 + c], 0x88);
+    const __m512d y = _mm512_shuffle_f64x2(t[4 + c], t[6 + c], 0xdd);
+    _mm512_storeu_pd(dst + (0 + c) * ds, _mm512_shuffle_f64x2(v, x, 0x88));
+    _mm512_storeu_pd(dst + (4 + c) * ds, _mm512_shuffle_f64x2(v, x, 0xdd));
+    _mm512_storeu_pd(dst + (2 + c) * ds, _mm512_shuffle_f64x2(w, y, 0x88));
+    _mm512_storeu_pd(dst + (6 + c) * ds, _mm512_shuffle_f64x2(w, y, 0xdd));
+  }
+}
+
+// Taylor polynomial of degree 13 (relative error 4e-18 before rounding) and vscalefpd.
+inline Vec<double> exp2(Vec<double> x) {
+  const __m512d xc = _mm512_max_pd(_mm512_set1_pd(-1080.0), x.v);
+  const __m512d n = _mm512_roundscale_pd(xc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512d f = _mm512_sub_pd(xc, n);
+  static constexpr double kCoef[14] = {1.0,
+                                       0.6931471805599453,
+                                       0.2402265069591007,
+                                       0.055504108664821576,
+                                       0.009618129107628477,
+                                       0.0013333558146428441,
+                                       0.00015403530393381606,
+                                       1.5252733804059838e-05,
+                                       1.3215486790144305e-06,
+                                       1.0178086009239696e-07,
+                                       7.054911620801121e-09,
+                                       4.44553827187081e-10,
+                                       2.5678435993488196e-11,
+                                       1.3691488853904124e-12};
+  __m512d p = _mm512_set1_pd(kCoef[13]);
+  for (int i = 12; i >= 0; --i) p = _mm512_fmadd_pd(p, f, _mm512_set1_pd(kCoef[i]));
+  return {_mm512_scalef_pd(p, n)};
+}
+
+}  // namespace tileattn::kernels::TILEATTN_ISA_NS

@@ -1,0 +1,415 @@
+"""python -m tileattn bench --compare: tileattn against torch SDPA, plain NumPy and this machine's ceilings.
+
+In one run, interleaved (ratios taken side by side in the same minute are what mean something on a
+shared machine): the FMA-throughput probe (float32 and float64), the memory-read bandwidth probe, and for
+each case of the CPU-speed targets tileattn, torch.nn.functional.scaled_dot_product_attention (when torch
+is installed) and plain NumPy. Prints one table with every ratio and the target it must meet, writes JSON
+and, when matplotlib is installed, a PNG chart of GFLOP/s per case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from . import _api, _core, reference
+from ._api import attention, bfloat16_dtype
+from ._config import config
+
+
+@dataclass
+class Case:
+    name: str
+    batch: int
+    heads_q: int
+    heads_kv: int
+    seq_q: int
+    seq_k: int
+    head_dim: int
+    causal: bool
+    dtype: str = "float32"
+    # Targets: (kind, value). Kinds: "peak" (fraction of the FMA peak of the dtype), "torch" (speed-up
+    # over torch SDPA), "bandwidth" (fraction of the read-bandwidth probe), "numpy" (speed-up over NumPy),
+    # "f32" (time no more than the float32 case of the same shape times the value).
+    targets: list[tuple[str, float]] = field(default_factory=list)
+    numpy: bool = False
+
+    @property
+    def head_dim_v(self) -> int:
+        return self.head_dim
+
+    def label(self) -> str:
+        kv = f" Hkv{self.heads_kv}" if self.heads_kv != self.heads_q else ""
+        sk = f" Sk{self.seq_k}" if self.seq_k != self.seq_q else ""
+        c = " causal" if self.causal else ""
+        dt = "" if self.dtype == "float32" else f" {self.dtype}"
+        return f"B{self.batch} H{self.heads_q}{kv} S{self.seq_q}{sk} D{self.head_dim}{c}{dt}"
+
+    def visible_pairs(self) -> int:
+        if not self.causal:
+            return self.seq_q * self.seq_k
+        i = np.arange(self.seq_q, dtype=np.int64)
+        return int(np.clip(i + self.seq_k - self.seq_q + 1, 0, self.seq_k).sum())
+
+    def flops(self) -> float:
+        return (
+            2.0
+            * self.batch
+            * self.heads_q
+            * self.visible_pairs()
+            * (self.head_dim + self.head_dim_v)
+        )
+
+    def kv_bytes(self) -> float:
+        itemsize = (
+            8 if self.dtype == "float64" else 2 if self.dtype in ("float16", "bfloat16") else 4
+        )
+        return float(
+            self.batch * self.heads_kv * self.seq_k * (self.head_dim + self.head_dim_v) * itemsize
+        )
+
+
+def cases() -> list[Case]:
+    """The rows of the CPU-speed targets (issue: CPU speed)."""
+    big = [("peak", 0.85), ("torch", 1.25)]
+    return [
+        Case(
+            "prefill", 1, 8, 8, 2048, 2048, 64, False, targets=[*big, ("numpy", 20.0)], numpy=True
+        ),
+        Case("prefill", 1, 8, 8, 2048, 2048, 64, True, targets=list(big)),
+        Case("prefill", 1, 8, 8, 4096, 4096, 128, False, targets=list(big)),
+        Case("prefill", 1, 8, 8, 4096, 4096, 128, True, targets=list(big)),
+        Case("short causal", 1, 8, 8, 512, 512, 64, True, targets=[("torch", 1.5)]),
+        Case("embedding batch", 32, 12, 12, 128, 128, 32, False, targets=[("torch", 1.5)]),
+        Case("batch", 8, 16, 16, 512, 512, 64, False, targets=[("torch", 1.5)]),
+        Case(
+            "decode", 1, 32, 8, 1, 32768, 128, True, targets=[("torch", 1.5), ("bandwidth", 0.70)]
+        ),
+        Case("float64", 1, 8, 8, 2048, 2048, 64, False, "float64", targets=[("peak", 0.85)]),
+        Case("float16", 1, 8, 8, 2048, 2048, 64, False, "float16", targets=[("f32", 1.0)]),
+        Case("bfloat16", 1, 8, 8, 2048, 2048, 64, False, "bfloat16", targets=[("f32", 1.0)]),
+    ]
+
+
+def make_inputs(case: Case, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    dtype = bfloat16_dtype() if case.dtype == "bfloat16" else np.dtype(case.dtype)
+    if dtype is None:
+        raise RuntimeError("bfloat16 needs ml_dtypes")
+
+    def make(h: int, s: int) -> np.ndarray:
+        return rng.standard_normal((case.batch, h, s, case.head_dim), dtype=np.float32).astype(
+            dtype
+        )
+
+    return (
+        make(case.heads_q, case.seq_q),
+        make(case.heads_kv, case.seq_k),
+        make(case.heads_kv, case.seq_k),
+    )
+
+
+def torch_runner(case: Case, q, k, v, threads: int) -> Callable[[], Any] | None:
+    """torch SDPA on the same data (bottom-right causal expressed as an explicit mask when Sq != Sk)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    if case.dtype == "bfloat16":
+        tq, tk, tv = (
+            torch.from_numpy(x.view(np.uint16).astype(np.int32) << 16)
+            .view(torch.float32)
+            .to(torch.bfloat16)
+            for x in (q, k, v)
+        )
+    else:
+        tq, tk, tv = (torch.from_numpy(np.ascontiguousarray(x)) for x in (q, k, v))
+    gqa = case.heads_q != case.heads_kv
+    mask = None
+    is_causal = case.causal
+    if case.causal and case.seq_q != case.seq_k:
+        mask = torch.from_numpy(reference.visible_keys(case.seq_q, case.seq_k, True))
+        is_causal = False
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def run():
+        with torch.no_grad():
+            return sdpa(tq, tk, tv, attn_mask=mask, is_causal=is_causal, enable_gqa=gqa)
+
+    return run
+
+
+def time_interleaved(
+    runners: dict[str, Callable[[], Any]], rounds: int, min_time: float
+) -> dict[str, float]:
+    """Median seconds per call of each runner, measured in interleaved rounds after a warm-up."""
+    for fn in runners.values():
+        fn()
+    samples: dict[str, list[float]] = {name: [] for name in runners}
+    start = time.perf_counter()
+    r = 0
+    while r < rounds or (time.perf_counter() - start < min_time and r < 10 * rounds):
+        for name, fn in runners.items():
+            t0 = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - t0)
+        r += 1
+    return {name: statistics.median(ts) for name, ts in samples.items()}
+
+
+def probes(threads: int) -> dict[str, float]:
+    return {
+        "fma_f32_gflops": _core.probe_fma_gflops(threads, False, 0.5),
+        "fma_f64_gflops": _core.probe_fma_gflops(threads, True, 0.5),
+        "read_gbs": _core.probe_read_gbs(threads, 1 << 30, 3),
+    }
+
+
+def evaluate(
+    case: Case, times: dict[str, float], peaks: dict[str, float], f32_times: dict[str, float]
+):
+    """Each target of the case: (description, measured value, required value, met)."""
+    out = []
+    t = times["tileattn"]
+    gflops = case.flops() / t / 1e9
+    for kind, value in case.targets:
+        if kind == "peak":
+            peak = peaks["fma_f64_gflops" if case.dtype == "float64" else "fma_f32_gflops"]
+            measured = gflops / peak
+            out.append(
+                (
+                    f"of {'f64' if case.dtype == 'float64' else 'f32'} FMA peak",
+                    measured,
+                    value,
+                    measured >= value,
+                )
+            )
+        elif kind == "torch" and "torch" in times:
+            measured = times["torch"] / t
+            out.append(("x torch SDPA", measured, value, measured >= value))
+        elif kind == "numpy" and "numpy" in times:
+            measured = times["numpy"] / t
+            out.append(("x NumPy", measured, value, measured >= value))
+        elif kind == "bandwidth":
+            measured = case.kv_bytes() / t / 1e9 / peaks["read_gbs"]
+            out.append(("of read bandwidth", measured, value, measured >= value))
+        elif kind == "f32":
+            key = (case.batch, case.heads_q, case.seq_q, case.head_dim, case.causal)
+            if key in f32_times:
+                measured = f32_times[key] / t  # > 1: faster than float32
+                out.append(("x the float32 path", measured, value, measured >= value))
+    return out
+
+
+def run(
+    threads: int,
+    rounds: int,
+    min_time: float,
+    selected: list[str] | None,
+    with_torch: bool,
+    progress: bool = True,
+) -> dict[str, Any]:
+    all_cases = cases()
+    if selected:
+        all_cases = [c for c in all_cases if any(s in c.label() or s == c.name for s in selected)]
+    before = probes(threads)
+    rows = []
+    f32_times: dict[tuple, float] = {}
+    for i, case in enumerate(all_cases):
+        if progress:
+            print(f"[{i + 1}/{len(all_cases)}] {case.label()}", file=sys.stderr, flush=True)
+        q, k, v = make_inputs(case)
+        out = np.empty((case.batch, case.heads_q, case.seq_q, case.head_dim_v), q.dtype)
+        runners: dict[str, Callable[[], Any]] = {
+            "tileattn": lambda q=q, k=k, v=v, out=out, c=case: attention(
+                q, k, v, causal=c.causal, out=out, num_threads=threads
+            )
+        }
+        if with_torch:
+            tr = torch_runner(case, q, k, v, threads)
+            if tr is not None:
+                runners["torch"] = tr
+        if case.numpy:
+            runners["numpy"] = lambda q=q, k=k, v=v, c=case: reference.naive_attention(
+                q, k, v, causal=c.causal
+            )
+        times = time_interleaved(runners, rounds, min_time)
+        if case.dtype == "float32":
+            f32_times[(case.batch, case.heads_q, case.seq_q, case.head_dim, case.causal)] = times[
+                "tileattn"
+            ]
+        rows.append((case, times))
+    after = probes(threads)
+    peaks = {key: max(before[key], after[key]) for key in before}
+    results = []
+    for case, times in rows:
+        checks = evaluate(case, times, peaks, f32_times)
+        results.append(
+            {
+                "case": case.label(),
+                "name": case.name,
+                "dtype": case.dtype,
+                "flops": case.flops(),
+                "kv_bytes": case.kv_bytes(),
+                "seconds": times,
+                "gflops": {name: case.flops() / t / 1e9 for name, t in times.items()},
+                "targets": [
+                    {"what": w, "measured": m, "required": r, "met": ok} for w, m, r, ok in checks
+                ],
+            }
+        )
+    cfg = config()
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "threads": threads,
+        "cpu": cfg["cpu"]["brand"] or platform.processor(),
+        "kernel": cfg["kernel"]["path"],
+        "probes_before": before,
+        "probes_after": after,
+        "peaks": peaks,
+        "results": results,
+    }
+
+
+def format_table(report: dict[str, Any]) -> str:
+    p = report["peaks"]
+    lines = [
+        f"tileattn bench --compare  {report['date']}  {report['cpu']}  {report['threads']} threads  "
+        f"kernel: {report['kernel']}",
+        f"probes (best of before/after): FMA peak f32 {p['fma_f32_gflops']:.0f} GFLOP/s, "
+        f"f64 {p['fma_f64_gflops']:.0f} GFLOP/s, read bandwidth {p['read_gbs']:.1f} GB/s",
+        "",
+    ]
+    header = [
+        "case",
+        "tileattn GFLOP/s",
+        "torch GFLOP/s",
+        "NumPy GFLOP/s",
+        "target",
+        "measured",
+        "required",
+        "met",
+    ]
+    table = []
+    for r in report["results"]:
+        g = r["gflops"]
+        first = [
+            r["case"],
+            f"{g['tileattn']:.1f}",
+            f"{g['torch']:.1f}" if "torch" in g else "-",
+            f"{g['numpy']:.1f}" if "numpy" in g else "-",
+        ]
+        targets = r["targets"] or [
+            {"what": "-", "measured": float("nan"), "required": float("nan"), "met": None}
+        ]
+        for j, t in enumerate(targets):
+            pct = t["what"].startswith("of ")
+            fmt = (lambda x: f"{100 * x:.0f}%") if pct else (lambda x: f"{x:.2f}x")
+            row = first if j == 0 else ["", "", "", ""]
+            table.append(
+                [
+                    *row,
+                    t["what"],
+                    fmt(t["measured"]) if t["met"] is not None else "-",
+                    ">= " + fmt(t["required"]) if t["met"] is not None else "-",
+                    {True: "yes", False: "NO", None: "-"}[t["met"]],
+                ]
+            )
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *table)]
+    lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in table]
+    met = sum(t["met"] is True for r in report["results"] for t in r["targets"])
+    total = sum(t["met"] is not None for r in report["results"] for t in r["targets"])
+    lines.append(
+        f"\n{met} of {total} targets met. GFLOP/s = 2*B*Hq*visible_pairs*(D+Dv)/time; decode "
+        "bandwidth = K and V bytes read once / time."
+    )
+    return "\n".join(lines)
+
+
+def plot(report: dict[str, Any], path: str) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    results = report["results"]
+    names = [r["case"] for r in results]
+    competitors = ["tileattn", "torch", "numpy"]
+    width = 0.27
+    fig, ax = plt.subplots(figsize=(12, 5.5))
+    x = np.arange(len(names))
+    for i, comp in enumerate(competitors):
+        vals = [r["gflops"].get(comp, 0.0) for r in results]
+        if any(vals):
+            ax.bar(x + (i - 1) * width, vals, width, label=comp)
+    ax.axhline(
+        report["peaks"]["fma_f32_gflops"],
+        color="k",
+        linestyle="--",
+        linewidth=1,
+        label="f32 FMA peak (probe)",
+    )
+    ax.set_xticks(x, names, rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel("GFLOP/s")
+    ax.set_title(f"tileattn vs torch SDPA vs NumPy, {report['threads']} threads, {report['cpu']}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m tileattn bench", description=__doc__.splitlines()[0]
+    )
+    ap.add_argument(
+        "--compare",
+        action="store_true",
+        help="run every case against torch SDPA and NumPy (default)",
+    )
+    ap.add_argument(
+        "--threads", type=int, default=None, help="threads for every competitor; default all"
+    )
+    ap.add_argument(
+        "--rounds", type=int, default=7, help="interleaved timed rounds per case (median)"
+    )
+    ap.add_argument(
+        "--min-time", type=float, default=1.0, help="keep adding rounds until this many seconds"
+    )
+    ap.add_argument(
+        "--cases", nargs="*", help="only cases whose label contains one of these strings"
+    )
+    ap.add_argument("--no-torch", action="store_true", help="leave torch out even when installed")
+    ap.add_argument("--json", default="bench_compare.json", help="where to write the JSON results")
+    ap.add_argument(
+        "--png", default="bench_compare.png", help="where to write the chart (needs matplotlib)"
+    )
+    args = ap.parse_args(argv)
+    threads = args.threads or _api.get_num_threads()
+    report = run(threads, args.rounds, args.min_time, args.cases, not args.no_torch)
+    print(format_table(report))
+    with open(args.json, "w") as f:
+        json.dump(report, f, indent=2)
+    wrote = [args.json]
+    if args.png and plot(report, args.png):
+        wrote.append(args.png)
+    print("wrote " + ", ".join(wrote))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
