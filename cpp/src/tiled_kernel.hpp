@@ -682,7 +682,9 @@ class TiledForward {
       // c >= 0, so max(s) * c = max(s * c): rounding is monotonic.
       if (!new_max(m_old, reduce_max(vmax[r]) * c_, ws.s + r * lds, n[r], &m_new)) continue;
       live[r] = true;
-      alpha[r] = exp2_scalar(m_old - m_new);  // 1 when the max did not change, 0 on a first tile
+      // alpha = 2^(m - m'): exactly 1 when the max did not change and 0 on the row's first tile (exp2 gives
+      // those same values; skipping it there changes no bit).
+      alpha[r] = m_old == m_new ? A(1) : m_old == neg_inf ? A(0) : exp2_scalar(m_old - m_new);
       ws.m[rb + r] = m_new;
       neg_m[r] = V::set1(-m_new);
     }

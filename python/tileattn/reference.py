@@ -182,12 +182,14 @@ def naive_attention(
     causal: bool = False,
     scale: float | None = None,
     layout: str = "bhsd",
+    return_lse: bool = False,
     max_score_bytes: int = 1 << 28,
-) -> np.ndarray:
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """``softmax(scale * q @ k^T) @ v`` in the inputs' precision with plain NumPy.
 
     Heads are processed in groups so that one group's score matrix stays under ``max_score_bytes``.
-    The output has the inputs' dtype.
+    The output has the inputs' dtype; with ``return_lse`` the LSE ``(B, Hq, Sq)`` (leading dims following
+    the rank), computed in the same working precision, comes too.
     """
     q, k, v = (np.asarray(x) for x in (q, k, v))
     rank = q.ndim
@@ -199,8 +201,14 @@ def naive_attention(
     scale = 1.0 / math.sqrt(d) if scale is None else scale
     hidden = ~visible_keys(sq, sk, causal)
     out = np.zeros((b, hq, sq, v4.shape[3]), dtype=work)
+    lse = np.full((b, hq, sq), -np.inf, dtype=work)
+
+    def result():
+        o = _from_bhsd(out, layout, rank).astype(q.dtype, copy=False)
+        return (o, lse.reshape(lse.shape[4 - rank :])) if return_lse else o
+
     if sk == 0:
-        return _from_bhsd(out, layout, rank).astype(q.dtype, copy=False)
+        return result()
     per_head = max(1, sq * sk * np.dtype(work).itemsize)
     step = max(1, min(hq, max_score_bytes // per_head))
     with np.errstate(all="ignore"):
@@ -217,6 +225,9 @@ def naive_attention(
                 s -= m
                 np.exp(s, out=s)
                 total = s.sum(axis=-1, keepdims=True)
+                lse[bi, heads] = np.where(
+                    total == 0, -np.inf, m + np.log(np.where(total == 0, 1, total))
+                )[..., 0]
                 s /= np.where(total == 0, 1, total)
                 out[bi, heads] = s @ vh
-    return _from_bhsd(out, layout, rank).astype(q.dtype, copy=False)
+    return result()
