@@ -12,7 +12,7 @@
 
 namespace tileattn::detail {
 
-constexpr int64_t kKvTileBytes = 64 * 1024;  // packed K^T + V of one KV tile: stays in L2, near L1
+constexpr int64_t kKvTileBytes = 32 * 1024;  // packed K^T + V of one KV tile: stays in L2, near L1
 constexpr int64_t kItemBytes = 256 * 1024;   // packed Q rows + output accumulators of one work item
 constexpr int64_t kMaxBlockK = 256;          // keys per KV tile, at most (also the longest P V sum chain)
 constexpr int64_t kDotBlock = 32;            // q . k sums run in blocks of this many terms (accuracy)
@@ -52,6 +52,7 @@ inline TileShape choose_tiles(int64_t batch, int64_t heads_kv, int64_t group, in
 constexpr int64_t kDecodeRows = 16;
 constexpr int64_t kDecodeChunkKeys = 2048;
 constexpr int64_t kDecodeMaxChunks = 256;
+constexpr int64_t kDecodeBlockK = 64;  // keys per tile when decoding
 constexpr int64_t kPrefetchKeys = 16;
 constexpr int64_t kDecodePvChain = 16;  // decoding sums p * v in chains of this many keys (accuracy)  // decoding streams K rows from memory: prefetch this many keys ahead
 

@@ -181,6 +181,7 @@ class TiledForward {
         split_{1, std::max<int64_t>(p.seq_k, 1)} {
     if (decode_) {  // one item per (batch, kv head, chunk of keys) holds all the kv head's query rows
       tiles_.block_q = std::max<int64_t>(p.seq_q, 1);
+      tiles_.block_k = detail::kDecodeBlockK;  // no K^T to keep in L1: longer tiles, fewer rescales
       q_blocks_ = 1;
       rows_cap_ = round_up(group_ * tiles_.block_q, MR);
       split_ = detail::choose_decode_split(p.batch, p.heads_kv, p.seq_k, tiles_.block_k);

@@ -180,6 +180,9 @@ def textbook_numpy(q: np.ndarray, k: np.ndarray, v: np.ndarray, causal: bool) ->
     """Plain NumPy attention as BENCHMARKING.md defines it, ``softmax(q @ k.T * scale) @ v``, written the
     textbook way (out-of-place temporaries), in the inputs' precision."""
     scale = np.asarray(1.0 / np.sqrt(q.shape[-1]), q.dtype)
+    group = q.shape[1] // k.shape[1]
+    if group > 1:  # GQA: each query head reads its kv head
+        k, v = np.repeat(k, group, axis=1), np.repeat(v, group, axis=1)
     s = q @ np.swapaxes(k, -1, -2) * scale
     if causal:
         s = np.where(reference.visible_keys(q.shape[-2], k.shape[-2], True), s, -np.inf)
