@@ -16,7 +16,19 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["attention", "attention_in", "attention_rows", "naive_attention", "visible_keys"]
+__all__ = [
+    "allowed_keys",
+    "attention",
+    "attention_in",
+    "attention_received",
+    "attention_rows",
+    "attention_varlen",
+    "attention_weights",
+    "merge_attention",
+    "naive_attention",
+    "scores",
+    "visible_keys",
+]
 
 
 def _to_bhsd(x: np.ndarray, layout: str) -> np.ndarray:
@@ -39,26 +51,173 @@ def _from_bhsd(x: np.ndarray, layout: str, rank: int) -> np.ndarray:
     return np.swapaxes(x, -3, -2) if layout == "bshd" else x
 
 
-def visible_keys(seq_q: int, seq_k: int, causal: bool) -> np.ndarray:
-    """Boolean (Sq, Sk) matrix: may query i see key j? Causal is bottom-right: j <= i + (Sk - Sq)."""
-    i = np.arange(seq_q)[:, None]
-    j = np.arange(seq_k)[None, :]
-    if causal:
-        return j <= i + (seq_k - seq_q)
-    return np.ones((seq_q, seq_k), dtype=bool)
+def alignment(causal: Any) -> tuple[bool, bool]:
+    """(is causal, top-left aligned) from ``causal``: False, True / "bottom_right", or "top_left"."""
+    if causal is False or causal is None:
+        return False, False
+    if causal is True or causal == "bottom_right":
+        return True, False
+    if causal == "top_left":
+        return True, True
+    raise ValueError(f"causal must be False, True, 'bottom_right' or 'top_left', got {causal!r}")
 
 
-def _weighted_values(p: np.ndarray, v: np.ndarray, visible: np.ndarray) -> np.ndarray:
-    """sum_j p[..., i, j] * v[..., j, :] over the keys row i sees.
+def window_bounds(causal: Any, window: Any) -> tuple[int | None, int | None]:
+    """(left, right) of the key window around a query's diagonal, None = unbounded; causal caps right at 0."""
+    left = right = None
+    if window is not None:
+        left, right = (None if w is None or w == -1 else int(w) for w in window)
+    if alignment(causal)[0]:
+        right = 0 if right is None else min(right, 0)
+    return left, right
+
+
+def visible_keys(seq_q: int, seq_k: int, causal: Any = False, window: Any = None) -> np.ndarray:
+    """Boolean (Sq, Sk) matrix: may query i see key j? Bottom-right alignment puts query i's diagonal at
+    key i + (Sk - Sq), top-left at key i; the window is [diagonal - left, diagonal + right]."""
+    return allowed_keys(1, seq_q, seq_k, causal=causal, window=window)[0, 0]
+
+
+def allowed_keys(
+    batch: int,
+    seq_q: int,
+    seq_k: int,
+    *,
+    causal: Any = False,
+    window: Any = None,
+    q_lengths: Any = None,
+    kv_lengths: Any = None,
+    align: str | None = None,
+) -> np.ndarray:
+    """Boolean (B, 1, Sq, Sk): the structured part of the mask (lengths, causal, window).
+
+    Sequence b has q_lengths[b] query rows and kv_lengths[b] keys (default: all); rows and keys past them
+    see / are seen by nothing. Its diagonal offset is d = kv_len - q_len (bottom-right) or 0 (top-left;
+    `align` overrides the alignment that `causal` implies).
+    """
+    q_len, kv_len, d = _lengths(batch, seq_q, seq_k, causal, q_lengths, kv_lengths, align)
+    i = np.arange(seq_q)[None, None, :, None]
+    j = np.arange(seq_k)[None, None, None, :]
+    ok = (i < q_len) & (j < kv_len)
+    left, right = window_bounds(causal, window)
+    if left is not None:
+        ok = ok & (j >= i + d - left)
+    if right is not None:
+        ok = ok & (j <= i + d + right)
+    return ok
+
+
+def _lengths(batch, seq_q, seq_k, causal, q_lengths, kv_lengths, align):
+    """Per-sequence (q_len, kv_len, diagonal offset) as (B, 1, 1, 1) arrays."""
+    q_len = np.full(batch, seq_q) if q_lengths is None else np.asarray(q_lengths).reshape(batch)
+    kv_len = np.full(batch, seq_k) if kv_lengths is None else np.asarray(kv_lengths).reshape(batch)
+    top_left = alignment(causal)[1] if align is None else align == "top_left"
+    d = np.zeros(batch, dtype=np.int64) if top_left else kv_len - q_len
+    return (x.reshape(batch, 1, 1, 1).astype(np.int64) for x in (q_len, kv_len, d))
+
+
+def _weighted_values(p: np.ndarray, v: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """sum_j p[..., i, j] * v[..., j, :] over the keys row i may see.
 
     A matrix product would let 0 * inf or 0 * NaN from a value row that query i cannot see reach row
     i; the keys whose value rows are not finite are therefore added only to the rows that see them.
     """
+    allowed = np.broadcast_to(allowed, p.shape)
     finite = np.isfinite(v).all(axis=-1)  # (B, H, Sk)
     o = p @ np.where(finite[..., None], v, 0.0)
     for b, h, j in zip(*np.nonzero(~finite)):
-        o[b, h] += np.where(visible[:, j, None], p[b, h, :, j, None] * v[b, h, j], 0.0)
+        o[b, h] += np.where(allowed[b, h, :, j, None], p[b, h, :, j, None] * v[b, h, j], 0.0)
     return o
+
+
+def scores(
+    qf: np.ndarray,
+    kf: np.ndarray,
+    *,
+    scale: float | None = None,
+    causal: Any = False,
+    window: Any = None,
+    mask: Any = None,
+    bias: Any = None,
+    alibi_slopes: Any = None,
+    softcap: float | None = None,
+    q_lengths: Any = None,
+    kv_lengths: Any = None,
+    align: str | None = None,
+    rows: Any = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The scores of (B, H, S, D) arrays of one float type, in that type, and where they are allowed.
+
+    Returns ``(s, allowed)``, both (B, Hq, R, Sk) with R the query rows (all, or `rows`):
+    ``s = softcap * tanh(scale * q.k / softcap) + bias - slope * |i + d - j|``, -inf where not allowed
+    (masking selects: a NaN in a score that is masked never survives), and ``allowed``, the keys each
+    row may see: the structured mask (lengths, causal, window) and the boolean `mask`.
+    """
+    b, hq, sq, dim = qf.shape
+    hkv, sk = kf.shape[1], kf.shape[2]
+    if hkv == 0 or hq % hkv:
+        raise ValueError("Hq must be a multiple of Hkv")
+    kf = np.repeat(kf, hq // hkv, axis=1)  # query head h reads kv head h // group
+    rows = np.arange(sq) if rows is None else np.asarray(rows)
+    scale = 1.0 / math.sqrt(dim) if scale is None else scale
+    typ = qf.dtype.type
+    allowed = allowed_keys(
+        b,
+        sq,
+        sk,
+        causal=causal,
+        window=window,
+        q_lengths=q_lengths,
+        kv_lengths=kv_lengths,
+        align=align,
+    )
+    if mask is not None:
+        allowed = allowed & np.broadcast_to(np.asarray(mask, dtype=bool), (b, hq, sq, sk))
+    allowed = np.broadcast_to(allowed, (b, hq, sq, sk))[:, :, rows]
+    with np.errstate(all="ignore"):
+        s = typ(scale) * (qf[:, :, rows] @ np.swapaxes(kf, -1, -2))
+        if softcap:
+            s = typ(softcap) * np.tanh(s / typ(softcap))
+        if bias is not None:
+            s = s + np.broadcast_to(np.asarray(bias).astype(qf.dtype), (b, hq, sq, sk))[:, :, rows]
+        if alibi_slopes is not None:
+            slopes = np.asarray(alibi_slopes).astype(qf.dtype)
+            slopes = np.broadcast_to(
+                slopes.reshape((1,) * (2 - slopes.ndim) + slopes.shape), (b, hq)
+            )
+            _, _, d = _lengths(b, sq, sk, causal, q_lengths, kv_lengths, align)
+            dist = np.abs(rows[None, None, :, None] + d - np.arange(sk)[None, None, None, :])
+            s = s - slopes[:, :, None, None] * dist.astype(qf.dtype)
+        s = np.where(allowed, s, -np.inf)
+    return s, allowed
+
+
+def _softmax_values(s: np.ndarray, vf: np.ndarray, allowed: np.ndarray):
+    """Output and LSE from masked scores: exp(s - max) over each row, normalised. A row where nothing
+    is above -inf (every key masked, however) outputs 0 and has LSE -inf."""
+    with np.errstate(all="ignore"):  # inf - inf and 0 * inf are part of the specification
+        m = s.max(axis=-1, keepdims=True, initial=-np.inf)
+        m_safe = np.where(m == -np.inf, 0.0, m)  # a row with nothing visible: every p is 0
+        p = np.exp(s - m_safe)
+        l = p.sum(axis=-1, keepdims=True)
+        live = allowed & (s != -np.inf)  # a key whose score is -inf is masked too
+        o = _weighted_values(p, vf, live)
+        o = np.where(l == 0, 0.0, o / np.where(l == 0, 1.0, l))  # a row that saw no key: 0
+        lse = np.where(l == 0, -np.inf, m_safe + np.log(np.where(l == 0, 1.0, l)))[..., 0]
+    return o, lse
+
+
+OPTION_NAMES = (
+    "causal",
+    "scale",
+    "window",
+    "mask",
+    "bias",
+    "alibi_slopes",
+    "softcap",
+    "q_lengths",
+    "kv_lengths",
+)
 
 
 def attention(
@@ -66,9 +225,16 @@ def attention(
     k: Any,
     v: Any,
     *,
-    causal: bool = False,
+    causal: Any = False,
     scale: float | None = None,
     layout: str = "bhsd",
+    window: Any = None,
+    mask: Any = None,
+    bias: Any = None,
+    alibi_slopes: Any = None,
+    softcap: float | None = None,
+    q_lengths: Any = None,
+    kv_lengths: Any = None,
     return_lse: bool = False,
     out: np.ndarray | None = None,
     num_threads: int | None = None,
@@ -88,6 +254,13 @@ def attention(
         causal=causal,
         scale=scale,
         layout=layout,
+        window=window,
+        mask=mask,
+        bias=bias,
+        alibi_slopes=alibi_slopes,
+        softcap=softcap,
+        q_lengths=q_lengths,
+        kv_lengths=kv_lengths,
         return_lse=return_lse,
         out=out,
     )
@@ -99,11 +272,11 @@ def attention_in(
     k: Any,
     v: Any,
     *,
-    causal: bool = False,
-    scale: float | None = None,
     layout: str = "bhsd",
     return_lse: bool = False,
     out: np.ndarray | None = None,
+    align: str | None = None,
+    **options: Any,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """:func:`attention` evaluated in another floating-point type, e.g. ``np.longdouble``.
 
@@ -114,8 +287,9 @@ def attention_in(
     q, k, v = (np.asarray(x) for x in (q, k, v))
     rank = q.ndim
     qf, kf, vf = (_to_bhsd(x, layout).astype(precision) for x in (q, k, v))
-    sq, sk = qf.shape[2], kf.shape[2]
-    o, lse = _attend(qf, kf, vf, visible_keys(sq, sk, causal), scale)
+    s, allowed = scores(qf, kf, align=align, **options)
+    vf = np.repeat(vf, qf.shape[1] // max(vf.shape[1], 1), axis=1) if vf.shape[1] else vf
+    o, lse = _softmax_values(s, vf, allowed)
     result = _from_bhsd(o, layout, rank)
     if out is not None:
         np.copyto(out, result, casting="unsafe")
@@ -125,49 +299,90 @@ def attention_in(
     return result
 
 
-def attention_rows(
-    q: Any,
-    k: Any,
-    v: Any,
-    rows: Any,
-    *,
-    causal: bool = False,
-    scale: float | None = None,
-    layout: str = "bhsd",
-) -> tuple[np.ndarray, np.ndarray]:
+def attention_rows(q: Any, k: Any, v: Any, rows: Any, *, layout: str = "bhsd", **options: Any):
     """The oracle's output and LSE for the query positions `rows` only, in float64, as
     ``(B, Hq, len(rows), Dv)`` and ``(B, Hq, len(rows))`` whatever the layout: for checking large
     problems on sampled rows without the full score matrix."""
-    rows = np.asarray(rows)
-    qf, kf, vf = (_to_bhsd(np.asarray(x), layout) for x in (q, k, v))
-    visible = visible_keys(qf.shape[2], kf.shape[2], causal)[rows]
-    q_rows = qf[:, :, rows].astype(np.float64)
-    return _attend(q_rows, kf.astype(np.float64), vf.astype(np.float64), visible, scale)
+    qf, kf, vf = (_to_bhsd(np.asarray(x), layout).astype(np.float64) for x in (q, k, v))
+    s, allowed = scores(qf, kf, rows=rows, **options)
+    vf = np.repeat(vf, qf.shape[1] // vf.shape[1], axis=1)
+    return _softmax_values(s, vf, allowed)
 
 
-def _attend(qf, kf, vf, visible, scale):
-    """The specification on (B, H, S, D) arrays of one float type and a (rows, keys) visibility matrix."""
-    hq, d = qf.shape[1], qf.shape[3]
-    hkv = kf.shape[1]
-    if hkv == 0 or hq % hkv:
-        raise ValueError("Hq must be a multiple of Hkv")
-    group = hq // hkv
-    kf = np.repeat(kf, group, axis=1)  # query head h reads kv head h // group
-    vf = np.repeat(vf, group, axis=1)
-    if scale is None:
-        scale = 1.0 / math.sqrt(d)
+def attention_varlen(
+    q: Any,
+    k: Any,
+    v: Any,
+    cu_seqlens_q: Any,
+    cu_seqlens_k: Any,
+    *,
+    return_lse: bool = False,
+    **options: Any,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Packed sequences: q (total_q, Hq, D), k/v (total_k, Hkv, D|Dv); sequence b holds rows
+    cu_seqlens_q[b]:cu_seqlens_q[b+1] and keys cu_seqlens_k[b]:cu_seqlens_k[b+1], attended as one
+    (S, H, D) problem with every option. LSE: (Hq, total_q). float64."""
+    q, k, v = (np.asarray(x) for x in (q, k, v))
+    cq, ck = np.asarray(cu_seqlens_q), np.asarray(cu_seqlens_k)
+    options.pop("num_threads", None)
+    out = np.zeros((q.shape[0], q.shape[1], v.shape[2]))
+    lse = np.full((q.shape[1], q.shape[0]), -np.inf)
+    for b in range(len(cq) - 1):
+        rows, keys = slice(cq[b], cq[b + 1]), slice(ck[b], ck[b + 1])
+        o, l = attention(q[rows], k[keys], v[keys], layout="bshd", return_lse=True, **options)
+        out[rows], lse[:, rows] = o, l
+    return (out, lse) if return_lse else out
 
-    with np.errstate(all="ignore"):  # inf - inf and 0 * inf are part of the specification
-        s = qf.dtype.type(scale) * (qf @ np.swapaxes(kf, -1, -2))  # (B, Hq, Sq, Sk)
-        s = np.where(visible, s, -np.inf)  # select, so a NaN in an invisible key stays out
+
+def merge_attention(outs: Any, lses: Any, *, layout: str = "bhsd") -> tuple[np.ndarray, np.ndarray]:
+    """Combines attention over disjoint sets of keys: with L = log(sum_i exp(lse_i)),
+    out = sum_i exp(lse_i - L) out_i and lse = L; partials with lse -inf weigh nothing, and if all are
+    -inf the result is 0 with lse -inf. float64."""
+    lses = np.stack([np.asarray(x, dtype=np.float64) for x in lses])
+    outs = np.stack(
+        [
+            _to_bhsd(np.asarray(x, dtype=np.float64), layout)
+            if np.ndim(x) >= 3
+            else np.asarray(x, np.float64)[None, None]
+            for x in outs
+        ]
+    )
+    with np.errstate(all="ignore"):
+        m = lses.max(axis=0)
+        m_safe = np.where(m == -np.inf, 0.0, m)
+        w = np.exp(lses - m_safe)  # (n, ...) weights before normalisation; 0 for empty partials
+        total = w.sum(axis=0)
+        lse = np.where(total == 0, -np.inf, m_safe + np.log(np.where(total == 0, 1.0, total)))
+        wn = np.where(total == 0, 0.0, w / np.where(total == 0, 1.0, total))
+        lse4 = lse.reshape((1,) * (3 - lse.ndim) + lse.shape)
+        wn4 = wn.reshape(wn.shape[:1] + (1,) * (3 - lse.ndim) + wn.shape[1:])
+        o = np.where(wn4[..., None] == 0, 0.0, wn4[..., None] * outs).sum(axis=0)
+    rank = np.ndim(lses[0]) + 1
+    return _from_bhsd(o, layout, rank), lse4.reshape(lse4.shape[4 - rank :]) if rank < 4 else lse4
+
+
+def attention_weights(
+    q: Any, k: Any, *, rows: Any = None, layout: str = "bhsd", **options: Any
+) -> np.ndarray:
+    """The probabilities softmax(scores) of the query rows `rows` (all by default), float64, as
+    (B, Hq, R, Sk) whatever the layout (leading dims follow the rank); masked entries and rows that
+    see no key are 0."""
+    q, k = np.asarray(q), np.asarray(k)
+    rank = q.ndim
+    qf, kf = (_to_bhsd(x, layout).astype(np.float64) for x in (q, k))
+    s, _ = scores(qf, kf, rows=rows, **options)
+    with np.errstate(all="ignore"):
         m = s.max(axis=-1, keepdims=True, initial=-np.inf)
-        m_safe = np.where(m == -np.inf, 0.0, m)  # a row with nothing visible: every p is 0
-        p = np.exp(s - m_safe)
+        p = np.exp(s - np.where(m == -np.inf, 0.0, m))
         l = p.sum(axis=-1, keepdims=True)
-        o = _weighted_values(p, vf, visible)
-        o = np.where(l == 0, 0.0, o / np.where(l == 0, 1.0, l))  # a row that saw no key: 0
-        lse = np.where(l == 0, -np.inf, m_safe + np.log(np.where(l == 0, 1.0, l)))[..., 0]
-    return o, lse
+        p = np.where(l == 0, 0.0, p / np.where(l == 0, 1.0, l))
+    return p.reshape(p.shape[4 - rank :]) if rank < 4 else p
+
+
+def attention_received(q: Any, k: Any, *, layout: str = "bhsd", **options: Any) -> np.ndarray:
+    """For each key, the probability it receives summed over all query rows: (B, Hq, Sk), float64."""
+    p = attention_weights(q, k, layout=layout, **options)
+    return p.sum(axis=-2)
 
 
 def _working_dtype(dtype: np.dtype) -> type:
@@ -184,16 +399,34 @@ def naive_attention(
     layout: str = "bhsd",
     return_lse: bool = False,
     max_score_bytes: int = 1 << 28,
+    **options: Any,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """``softmax(scale * q @ k^T) @ v`` in the inputs' precision with plain NumPy.
 
     Heads are processed in groups so that one group's score matrix stays under ``max_score_bytes``.
     The output has the inputs' dtype; with ``return_lse`` the LSE ``(B, Hq, Sq)`` (leading dims following
-    the rank), computed in the same working precision, comes too.
+    the rank), computed in the same working precision, comes too. The other options of
+    :func:`attention` (window, mask, bias, ...) take the straightforward path over the whole score
+    matrix, still in the working precision.
     """
     q, k, v = (np.asarray(x) for x in (q, k, v))
     rank = q.ndim
     work = _working_dtype(q.dtype)
+    if any(val is not None for val in options.values()) or isinstance(causal, str):
+        qf, kf, vf = (_to_bhsd(x, layout).astype(work) for x in (q, k, v))
+        s, _ = scores(qf, kf, scale=scale, causal=causal, **options)
+        vf = np.repeat(vf, qf.shape[1] // max(vf.shape[1], 1), axis=1) if vf.shape[1] else vf
+        with np.errstate(all="ignore"):
+            m = s.max(axis=-1, keepdims=True, initial=-np.inf)
+            m = np.where(m == -np.inf, work(0), m)
+            p = np.exp(s - m)
+            total = p.sum(axis=-1, keepdims=True)
+            o = np.where(total == 0, work(0), (p @ vf) / np.where(total == 0, work(1), total))
+            lse4 = np.where(total == 0, -np.inf, m + np.log(np.where(total == 0, work(1), total)))[
+                ..., 0
+            ]
+        o = _from_bhsd(o, layout, rank).astype(q.dtype, copy=False)
+        return (o, lse4.reshape(lse4.shape[4 - rank :])) if return_lse else o
     q4, k4, v4 = (_to_bhsd(x, layout) for x in (q, k, v))
     b, hq, sq, d = q4.shape
     hkv, sk = k4.shape[1], k4.shape[2]
