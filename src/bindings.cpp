@@ -21,6 +21,19 @@ struct View {
   int64_t stride[4];  // in elements
 };
 
+py::ssize_t item_size(tileattn::DType dtype) {
+  switch (dtype) {
+    case tileattn::DType::kFloat32:
+      return 4;
+    case tileattn::DType::kFloat64:
+      return 8;
+    case tileattn::DType::kFloat16:
+    case tileattn::DType::kBFloat16:
+      return 2;
+  }
+  throw std::invalid_argument("unknown dtype code " + std::to_string(static_cast<int>(dtype)));
+}
+
 View view_of(const py::array& a, int ndim, py::ssize_t itemsize, const char* name, bool writable) {
   if (a.ndim() != ndim) {
     throw std::invalid_argument(std::string(name) + " must have " + std::to_string(ndim) + " dimensions");
@@ -45,27 +58,30 @@ void require_shape(const View& v, const char* name, int ndim, const int64_t* exp
   }
 }
 
+// An optional int64 1-D array argument: its data, after checking its length.
+const int64_t* int64_data(const py::object& obj, int64_t length, const char* name) {
+  if (obj.is_none()) return nullptr;
+  const auto a = py::reinterpret_borrow<py::array>(obj);
+  if (a.ndim() != 1 || a.shape(0) != length || a.itemsize() != 8 || a.strides(0) != 8) {
+    throw std::invalid_argument(std::string(name) + " must be a contiguous int64 array of length " + std::to_string(length));
+  }
+  return static_cast<const int64_t*>(a.data());
+}
+
 // q, k, v, out: 4-D (batch, head, seq, dim) arrays of the dtype named by `dtype`; lse: None or a 3-D
-// float32 (float64 for float64) array (batch, heads_q, seq_q).
+// float32 (float64 for float64) array (batch, heads_q, seq_q). With cu_seqlens (packed sequences) the arrays
+// have batch 1 and the sequences are described by the offsets. mask: None or a 4-D (batch, heads_q, seq_q,
+// seq_k) view of 1-byte booleans; bias: None or such a view of a float dtype (bias_dtype); alibi_slopes:
+// None or a contiguous float64 (batch or 1, heads_q) array.
 void attention(const py::array& q, const py::array& k, const py::array& v, const py::array& out,
-               const py::object& lse, int dtype, double scale, bool causal, int num_threads, int path, int isa) {
+               const py::object& lse, int dtype, double scale, bool causal, int num_threads, int path, int isa,
+               bool top_left, int64_t window_left, int64_t window_right, const py::object& q_lengths,
+               const py::object& kv_lengths, const py::object& cu_seqlens_q, const py::object& cu_seqlens_k,
+               const py::object& mask, const py::object& bias, int bias_dtype, const py::object& alibi_slopes,
+               double softcap) {
   tileattn::Params p;
   p.dtype = static_cast<tileattn::DType>(dtype);
-  py::ssize_t itemsize = 0;
-  switch (p.dtype) {
-    case tileattn::DType::kFloat32:
-      itemsize = 4;
-      break;
-    case tileattn::DType::kFloat64:
-      itemsize = 8;
-      break;
-    case tileattn::DType::kFloat16:
-    case tileattn::DType::kBFloat16:
-      itemsize = 2;
-      break;
-    default:
-      throw std::invalid_argument("unknown dtype code " + std::to_string(dtype));
-  }
+  const py::ssize_t itemsize = item_size(p.dtype);
   const View qv = view_of(q, 4, itemsize, "q", false);
   const View kv = view_of(k, 4, itemsize, "k", false);
   const View vv = view_of(v, 4, itemsize, "v", false);
@@ -77,6 +93,7 @@ void attention(const py::array& q, const py::array& k, const py::array& v, const
   const int64_t oshape[4] = {qv.shape[0], qv.shape[1], qv.shape[2], vv.shape[3]};
   require_shape(ov, "out", 4, oshape);
 
+  const bool packed = !cu_seqlens_q.is_none();
   p.q = qv.data;
   p.k = kv.data;
   p.v = vv.data;
@@ -108,6 +125,48 @@ void attention(const py::array& q, const py::array& k, const py::array& v, const
   p.num_threads = num_threads;
   p.path = static_cast<tileattn::KernelPath>(path);
   p.isa = static_cast<tileattn::Isa>(isa);
+  p.top_left = top_left;
+  p.window_left = window_left;
+  p.window_right = window_right;
+  if (packed) {
+    if (qv.shape[0] != 1) throw std::invalid_argument("packed sequences take arrays with batch 1");
+    const auto cq = py::reinterpret_borrow<py::array>(cu_seqlens_q);
+    const auto ck = py::reinterpret_borrow<py::array>(cu_seqlens_k);
+    if (cq.ndim() != 1 || cq.shape(0) < 1) throw std::invalid_argument("cu_seqlens_q must have shape (B + 1,)");
+    p.batch = cq.shape(0) - 1;
+    p.cu_seqlens_q = int64_data(cu_seqlens_q, p.batch + 1, "cu_seqlens_q");
+    p.cu_seqlens_k = int64_data(cu_seqlens_k, p.batch + 1, "cu_seqlens_k");
+    (void)ck;
+  }
+  p.q_lengths = int64_data(q_lengths, p.batch, "q_lengths");
+  p.kv_lengths = int64_data(kv_lengths, p.batch, "kv_lengths");
+  if (!mask.is_none()) {
+    const View mv = view_of(py::reinterpret_borrow<py::array>(mask), 4, 1, "mask", false);
+    const int64_t mshape[4] = {p.batch, p.heads_q, p.seq_q, p.seq_k};
+    require_shape(mv, "mask", 4, mshape);
+    p.mask = static_cast<const uint8_t*>(mv.data);
+    p.mask_batch_stride = mv.stride[0], p.mask_head_stride = mv.stride[1], p.mask_seq_stride = mv.stride[2];
+    p.mask_key_stride = mv.stride[3];
+  }
+  if (!bias.is_none()) {
+    p.bias_dtype = static_cast<tileattn::DType>(bias_dtype);
+    const View bv = view_of(py::reinterpret_borrow<py::array>(bias), 4, item_size(p.bias_dtype), "bias", false);
+    const int64_t bshape[4] = {p.batch, p.heads_q, p.seq_q, p.seq_k};
+    require_shape(bv, "bias", 4, bshape);
+    p.bias = bv.data;
+    p.bias_batch_stride = bv.stride[0], p.bias_head_stride = bv.stride[1], p.bias_seq_stride = bv.stride[2];
+    p.bias_key_stride = bv.stride[3];
+  }
+  if (!alibi_slopes.is_none()) {
+    const auto a = py::reinterpret_borrow<py::array>(alibi_slopes);
+    if (a.ndim() != 2 || a.itemsize() != 8 || a.shape(1) != p.heads_q || (a.shape(0) != 1 && a.shape(0) != p.batch)) {
+      throw std::invalid_argument("alibi_slopes must be a float64 (batch or 1, heads_q) array");
+    }
+    p.alibi_slopes = static_cast<const double*>(a.data());
+    p.alibi_batch_stride = a.shape(0) == 1 ? 0 : a.strides(0) / 8;
+    p.alibi_head_stride = a.strides(1) / 8;
+  }
+  p.softcap = softcap;
 
   py::gil_scoped_release release;
   tileattn::attention(p);
@@ -157,7 +216,11 @@ PYBIND11_MODULE(_core, m) {
   m.attr("__version__") = tileattn::version();
   m.def("attention", &attention, py::arg("q").noconvert(), py::arg("k").noconvert(), py::arg("v").noconvert(),
         py::arg("out").noconvert(), py::arg("lse"), py::arg("dtype"), py::arg("scale"), py::arg("causal"),
-        py::arg("num_threads"), py::arg("path"), py::arg("isa"));
+        py::arg("num_threads"), py::arg("path"), py::arg("isa"), py::kw_only(), py::arg("top_left") = false,
+        py::arg("window_left") = -1, py::arg("window_right") = -1, py::arg("q_lengths") = py::none(),
+        py::arg("kv_lengths") = py::none(), py::arg("cu_seqlens_q") = py::none(),
+        py::arg("cu_seqlens_k") = py::none(), py::arg("mask") = py::none(), py::arg("bias") = py::none(),
+        py::arg("bias_dtype") = 0, py::arg("alibi_slopes") = py::none(), py::arg("softcap") = 0.0);
   m.def("tile_info", &tile_info, py::arg("dtype"), py::arg("batch"), py::arg("heads_q"), py::arg("heads_kv"),
         py::arg("seq_q"), py::arg("seq_k"), py::arg("head_dim"), py::arg("head_dim_v"), py::arg("num_threads"),
         py::arg("isa"));

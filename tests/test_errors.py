@@ -167,9 +167,15 @@ def test_scale_numpy_scalars(arrays):
     assert np.array_equal(c, tileattn.attention(*arrays, scale=1.0))
 
 
-@pytest.mark.parametrize("causal", [1, "yes", None, "bottom_right_typo"])
+@pytest.mark.parametrize("causal", [1, None, 0.0])
 def test_causal_type(arrays, causal):
-    with pytest.raises(TypeError, match="causal must be True or False"):
+    with pytest.raises(TypeError, match=r"causal must be one of \(False, True, 'bottom_right', 'top_left'\)"):
+        tileattn.attention(*arrays, causal=causal)
+
+
+@pytest.mark.parametrize("causal", ["yes", "bottom_right_typo", "TOP_LEFT"])
+def test_causal_value(arrays, causal):
+    with pytest.raises(ValueError, match="causal must be one of"):
         tileattn.attention(*arrays, causal=causal)
 
 

@@ -53,15 +53,66 @@ void validate_shape(const Params& p) {
     fail(std::string("isa ") + isa_name(p.isa) + " is not compiled in or not supported by this CPU");
   }
   if (p.head_dim > kMaxHeadDim || p.head_dim_v > kMaxHeadDim) throw std::bad_alloc();
+  if (!std::isfinite(p.softcap) || p.softcap < 0) fail("softcap must be finite and >= 0");
+  switch (p.bias_dtype) {
+    case DType::kFloat32:
+    case DType::kFloat64:
+    case DType::kFloat16:
+    case DType::kBFloat16:
+      break;
+    default:
+      fail("bias_dtype is not one of float32, float64, float16, bfloat16");
+  }
+  if ((p.cu_seqlens_q == nullptr) != (p.cu_seqlens_k == nullptr)) fail("give both cu_seqlens_q and cu_seqlens_k, or neither");
+  if (p.cu_seqlens_q != nullptr && (p.q_lengths != nullptr || p.kv_lengths != nullptr || p.mask != nullptr || p.bias != nullptr)) {
+    fail("packed sequences (cu_seqlens) do not combine with q_lengths, kv_lengths, mask or bias");
+  }
+}
+
+// Checks the values behind the pointers of lengths and offsets (after the shape checks).
+void validate_lengths(const Params& p) {
+  auto check = [](const int64_t* values, int64_t n, int64_t most, const char* name) {
+    for (int64_t b = 0; b < n; ++b) {
+      if (values[b] < 0 || values[b] > most) {
+        fail(std::string(name) + "[" + std::to_string(b) + "] = " + std::to_string(values[b]) + " is outside [0, " +
+             std::to_string(most) + "]");
+      }
+    }
+  };
+  if (p.q_lengths != nullptr) check(p.q_lengths, p.batch, p.seq_q, "q_lengths");
+  if (p.kv_lengths != nullptr) check(p.kv_lengths, p.batch, p.seq_k, "kv_lengths");
+  auto check_offsets = [](const int64_t* cu, int64_t n, int64_t total, const char* name) {
+    if (cu[0] != 0) fail(std::string(name) + "[0] must be 0");
+    for (int64_t b = 0; b < n; ++b) {
+      if (cu[b + 1] < cu[b]) fail(std::string(name) + " must be non-decreasing");
+    }
+    if (cu[n] > total) fail(std::string(name) + "[-1] = " + std::to_string(cu[n]) + " exceeds the sequence axis (" + std::to_string(total) + ")");
+  };
+  if (p.cu_seqlens_q != nullptr) {
+    check_offsets(p.cu_seqlens_q, p.batch, p.seq_q, "cu_seqlens_q");
+    check_offsets(p.cu_seqlens_k, p.batch, p.seq_k, "cu_seqlens_k");
+  }
 }
 
 void validate(const Params& p) {
   validate_shape(p);
+  validate_lengths(p);
   const bool any_rows = p.batch > 0 && p.heads_q > 0 && p.seq_q > 0;
   if (any_rows) {
     if (p.q == nullptr) fail("q is null");
     if (p.out == nullptr) fail("out is null");
     if (p.seq_k > 0 && (p.k == nullptr || p.v == nullptr)) fail("k and v must not be null when seq_k > 0");
+  }
+  if (any_rows && p.seq_k > 0) {
+    if (p.alibi_slopes != nullptr) {
+      for (int64_t b = 0; b < (p.alibi_batch_stride == 0 ? 1 : p.batch); ++b) {
+        for (int64_t h = 0; h < p.heads_q; ++h) {
+          if (!std::isfinite(p.alibi_slopes[b * p.alibi_batch_stride + h * p.alibi_head_stride])) {
+            fail("alibi_slopes must be finite");
+          }
+        }
+      }
+    }
   }
 }
 

@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "half.hpp"
+#include "masking.hpp"
 #include "scratch.hpp"
 #include "static_switch.hpp"
 #include "thread_pool.hpp"

@@ -1,9 +1,9 @@
 // The plain scalar reference path, kept selectable at run time so the tiled and SIMD kernels can be
 // checked inside C++ too (ggml's use_ref). One query row at a time: the row's scores over every key it
-// sees, their maximum, the exponentials and their sum, then the weighted sum of values, in double for
+// may see (window range, then the element-wise options: softcap, bias, ALiBi, mask), their maximum, the
+// exponentials and their sum, then the weighted sum of the values of the keys not masked. In double for
 // float32/float16/bfloat16 and in long double for float64 (extended precision on x86-64), so that it is
-// also a high-precision check inside C++. Extra memory is one row of seq_k
-// scores per thread.
+// also a high-precision check inside C++. Extra memory: one row of seq_k scores per thread.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -12,6 +12,7 @@
 
 #include "half.hpp"
 #include "kernels.hpp"
+#include "masking.hpp"
 #include "scratch.hpp"
 #include "thread_pool.hpp"
 
@@ -21,59 +22,73 @@ namespace {
 template <class T, class A>
 void reference_rows(const Params& p, int threads) {
   using L = std::conditional_t<std::is_same_v<T, double>, double, float>;
+  const detail::Geometry geo(p);
+  const detail::MaskSummary no_mask;  // the reference reads the mask element by element
   const int64_t group = p.heads_q / p.heads_kv;
-  const int64_t rows = p.batch * p.heads_q * p.seq_q;
-  const std::size_t bytes =
-      detail::checked_mul(detail::checked_add(static_cast<std::size_t>(p.seq_k), static_cast<std::size_t>(p.head_dim_v)),
-                          sizeof(A));
+  const int64_t rows_per_seq = geo.max_rows();
+  const int64_t rows = p.batch * p.heads_q * rows_per_seq;
+  const A neg_inf = -std::numeric_limits<A>::infinity();
+  const std::size_t bytes = detail::checked_mul(
+      detail::checked_add(static_cast<std::size_t>(geo.max_keys()), static_cast<std::size_t>(p.head_dim_v)),
+      sizeof(A));
   detail::parallel_for(rows, 16, threads, [&](int64_t begin, int64_t end) {
     A* s = static_cast<A*>(detail::thread_scratch().get(bytes));
-    A* o = s + p.seq_k;
+    A* o = s + geo.max_keys();
     for (int64_t row = begin; row < end; ++row) {
-      const int64_t i = row % p.seq_q;
-      const int64_t h = (row / p.seq_q) % p.heads_q;
-      const int64_t b = row / (p.seq_q * p.heads_q);
+      const int64_t i = row % rows_per_seq;
+      const int64_t h = (row / rows_per_seq) % p.heads_q;
+      const int64_t b = row / (rows_per_seq * p.heads_q);
+      if (i >= geo.rows(b)) continue;
       const int64_t g = h / group;
-      const int64_t visible =
-          p.causal ? std::clamp<int64_t>(i + p.seq_k - p.seq_q + 1, 0, p.seq_k) : p.seq_k;
-      const int64_t qrow = b * p.q_batch_stride + h * p.q_head_stride + i * p.q_seq_stride;
-      // s_j = scale * q . k_j for the visible keys
-      A m = -std::numeric_limits<A>::infinity();
+      const detail::RowRange range = visible_range(geo, no_mask, b, h, i);
+      const int64_t qrow = geo.q_at(b, h, i);
+      const int64_t kbase = geo.k_at(b, g);
+      const int64_t vbase = geo.v_at(b, g);
+      // s_j = scale * q . k_j, then softcap, bias, ALiBi and the mask, for the keys in the row's range
+      A m = neg_inf;
       bool nan = false;  // a NaN score makes the whole row NaN
-      for (int64_t j = 0; j < visible; ++j) {
-        const int64_t krow = b * p.k_batch_stride + g * p.k_head_stride + j * p.k_seq_stride;
+      for (int64_t j = range.lo; j < range.hi; ++j) {
         A dot = 0;
         for (int64_t d = 0; d < p.head_dim; ++d) {
           dot += detail::load_as<A>(detail::load_elem<T>(p.q, qrow + d * p.q_dim_stride)) *
-                 detail::load_as<A>(detail::load_elem<T>(p.k, krow + d * p.k_dim_stride));
+                 detail::load_as<A>(detail::load_elem<T>(p.k, kbase + j * p.k_seq_stride + d * p.k_dim_stride));
         }
-        s[j] = static_cast<A>(p.scale) * dot;
-        m = std::max(m, s[j]);
-        nan = nan || std::isnan(s[j]);
+        A z = static_cast<A>(p.scale) * dot;
+        if (p.softcap > 0) z = static_cast<A>(p.softcap) * std::tanh(z / static_cast<A>(p.softcap));
+        if (p.bias != nullptr) z += static_cast<A>(detail::bias_at(p, b, h, i, j));
+        if (p.alibi_slopes != nullptr) {
+          z -= static_cast<A>(detail::alibi_slope(p, b, h)) * static_cast<A>(std::llabs(geo.diag(b, i) - j));
+        }
+        if (p.mask != nullptr && p.mask[b * p.mask_batch_stride + h * p.mask_head_stride + i * p.mask_seq_stride +
+                                         j * p.mask_key_stride] == 0) {
+          z = neg_inf;  // selected, not added: a NaN here never reaches the row
+        }
+        s[j] = z;
+        m = std::max(m, z);
+        nan = nan || std::isnan(z);
       }
       if (nan) m = std::numeric_limits<A>::quiet_NaN();
-      // p_j = exp(s_j - m), l = sum p_j, o = sum p_j v_j / l
+      // p_j = exp(s_j - m), l = sum p_j, o = sum p_j v_j / l over the keys not masked
       A l = 0;
       std::fill(o, o + p.head_dim_v, A(0));
-      if (m != -std::numeric_limits<A>::infinity()) {
-        for (int64_t j = 0; j < visible; ++j) {
+      if (m != neg_inf) {
+        for (int64_t j = range.lo; j < range.hi; ++j) {
+          if (s[j] == neg_inf) continue;
           const A pj = std::exp(s[j] - m);
           l += pj;
-          const int64_t vrow = b * p.v_batch_stride + g * p.v_head_stride + j * p.v_seq_stride;
           for (int64_t e = 0; e < p.head_dim_v; ++e) {
-            o[e] += pj * detail::load_as<A>(detail::load_elem<T>(p.v, vrow + e * p.v_dim_stride));
+            o[e] += pj * detail::load_as<A>(detail::load_elem<T>(p.v, vbase + j * p.v_seq_stride + e * p.v_dim_stride));
           }
         }
       }
-      const int64_t orow = b * p.out_batch_stride + h * p.out_head_stride + i * p.out_seq_stride;
+      const int64_t orow = geo.out_at(b, h, i);
       for (int64_t e = 0; e < p.head_dim_v; ++e) {
         const A value = l == A(0) ? A(0) : o[e] / l;
         detail::store_elem<T>(p.out, orow + e * p.out_dim_stride, detail::StoreAs<T>::from(static_cast<L>(value)));
       }
       if (p.lse != nullptr) {
-        const A lse = l == A(0) ? -std::numeric_limits<A>::infinity() : m + std::log(l);
-        detail::store_elem<L>(p.lse, b * p.lse_batch_stride + h * p.lse_head_stride + i * p.lse_seq_stride,
-                              static_cast<L>(lse));
+        const A lse = l == A(0) ? neg_inf : m + std::log(l);
+        detail::store_elem<L>(p.lse, geo.lse_at(b, h, i), static_cast<L>(lse));
       }
     }
   });

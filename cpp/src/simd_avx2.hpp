@@ -87,6 +87,20 @@ inline Vec<float> exp2(Vec<float> x) {
 }
 
 inline Vec<float> div(Vec<float> a, Vec<float> b) { return {_mm256_div_ps(a.v, b.v)}; }
+inline Vec<float> abs(Vec<float> x) { return {_mm256_andnot_ps(_mm256_set1_ps(-0.0f), x.v)}; }
+inline Vec<float> copysign(Vec<float> mag, Vec<float> sgn) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  return {_mm256_or_ps(_mm256_andnot_ps(sign, mag.v), _mm256_and_ps(sign, sgn.v))};
+}
+inline Vec<float> select_lt(Vec<float> x, Vec<float> bound, Vec<float> a, Vec<float> b) {
+  return {_mm256_blendv_ps(b.v, a.v, _mm256_cmp_ps(x.v, bound.v, _CMP_LT_OQ))};
+}
+inline Vec<float> keep_where(Vec<float> x, const uint8_t* keep, float fill) {
+  const __m256i k = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(keep)));
+  const __m256 zero = _mm256_castsi256_ps(_mm256_cmpeq_epi32(k, _mm256_setzero_si256()));
+  return {_mm256_blendv_ps(x.v, _mm256_set1_ps(fill), zero)};
+}
+inline Vec<float> lane_index(float) { return {_mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7)}; }
 
 // dst[c * ds + r] = src[r * ss + c] for an 8 x 8 block.
 inline void transpose_block(const float* src, int64_t ss, float* dst, int64_t ds) {
@@ -144,6 +158,22 @@ inline Vec<double> keep_first(Vec<double> x, int n, double fill) {
   return {_mm256_blendv_pd(_mm256_set1_pd(fill), x.v, _mm256_castsi256_pd(keep))};
 }
 inline Vec<double> div(Vec<double> a, Vec<double> b) { return {_mm256_div_pd(a.v, b.v)}; }
+inline Vec<double> abs(Vec<double> x) { return {_mm256_andnot_pd(_mm256_set1_pd(-0.0), x.v)}; }
+inline Vec<double> copysign(Vec<double> mag, Vec<double> sgn) {
+  const __m256d sign = _mm256_set1_pd(-0.0);
+  return {_mm256_or_pd(_mm256_andnot_pd(sign, mag.v), _mm256_and_pd(sign, sgn.v))};
+}
+inline Vec<double> select_lt(Vec<double> x, Vec<double> bound, Vec<double> a, Vec<double> b) {
+  return {_mm256_blendv_pd(b.v, a.v, _mm256_cmp_pd(x.v, bound.v, _CMP_LT_OQ))};
+}
+inline Vec<double> keep_where(Vec<double> x, const uint8_t* keep, double fill) {
+  int32_t four;
+  std::memcpy(&four, keep, 4);
+  const __m256i k = _mm256_cvtepu8_epi64(_mm_cvtsi32_si128(four));
+  const __m256d zero = _mm256_castsi256_pd(_mm256_cmpeq_epi64(k, _mm256_setzero_si256()));
+  return {_mm256_blendv_pd(x.v, _mm256_set1_pd(fill), zero)};
+}
+inline Vec<double> lane_index(double) { return {_mm256_setr_pd(0, 1, 2, 3)}; }
 
 // dst[c * ds + r] = src[r * ss + c] for a 4 x 4 block.
 inline void transpose_block(const double* src, int64_t ss, double* dst, int64_t ds) {

@@ -85,6 +85,25 @@ inline Vec<float> exp2(Vec<float> x) {
 }
 
 inline Vec<float> div(Vec<float> a, Vec<float> b) { return {_mm512_div_ps(a.v, b.v)}; }
+inline Vec<float> abs(Vec<float> x) { return {_mm512_abs_ps(x.v)}; }
+// The magnitude of `mag` with the sign of `sgn`.
+inline Vec<float> copysign(Vec<float> mag, Vec<float> sgn) {
+  const __m512i sign = _mm512_set1_epi32(static_cast<int>(0x80000000u));
+  return {_mm512_castsi512_ps(_mm512_ternarylogic_epi32(sign, _mm512_castps_si512(sgn.v), _mm512_castps_si512(mag.v), 0xca))};
+}
+// Lanes where x < bound take a, the others b.
+inline Vec<float> select_lt(Vec<float> x, Vec<float> bound, Vec<float> a, Vec<float> b) {
+  return {_mm512_mask_blend_ps(_mm512_cmp_ps_mask(x.v, bound.v, _CMP_LT_OQ), b.v, a.v)};
+}
+// Lanes whose byte in `keep` is zero become fill.
+inline Vec<float> keep_where(Vec<float> x, const uint8_t* keep, float fill) {
+  const __mmask16 k = _mm512_test_epi32_mask(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(keep))),
+                                             _mm512_set1_epi32(0xff));
+  return {_mm512_mask_blend_ps(k, _mm512_set1_ps(fill), x.v)};
+}
+inline Vec<float> lane_index(float) {
+  return {_mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)};
+}
 
 // dst[c * ds + r] = src[r * ss + c] for a 16 x 16 block: four rounds of 16 shuffles.
 inline void transpose_block(const float* src, int64_t ss, float* dst, int64_t ds) {
@@ -154,6 +173,20 @@ inline Vec<double> keep_first(Vec<double> x, int n, double fill) {
   return {_mm512_mask_blend_pd(keep, _mm512_set1_pd(fill), x.v)};
 }
 inline Vec<double> div(Vec<double> a, Vec<double> b) { return {_mm512_div_pd(a.v, b.v)}; }
+inline Vec<double> abs(Vec<double> x) { return {_mm512_abs_pd(x.v)}; }
+inline Vec<double> copysign(Vec<double> mag, Vec<double> sgn) {
+  const __m512i sign = _mm512_set1_epi64(static_cast<long long>(0x8000000000000000ull));
+  return {_mm512_castsi512_pd(_mm512_ternarylogic_epi64(sign, _mm512_castpd_si512(sgn.v), _mm512_castpd_si512(mag.v), 0xca))};
+}
+inline Vec<double> select_lt(Vec<double> x, Vec<double> bound, Vec<double> a, Vec<double> b) {
+  return {_mm512_mask_blend_pd(_mm512_cmp_pd_mask(x.v, bound.v, _CMP_LT_OQ), b.v, a.v)};
+}
+inline Vec<double> keep_where(Vec<double> x, const uint8_t* keep, double fill) {
+  const __mmask8 k = _mm512_test_epi64_mask(_mm512_cvtepu8_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(keep))),
+                                            _mm512_set1_epi64(0xff));
+  return {_mm512_mask_blend_pd(k, _mm512_set1_pd(fill), x.v)};
+}
+inline Vec<double> lane_index(double) { return {_mm512_setr_pd(0, 1, 2, 3, 4, 5, 6, 7)}; }
 
 // dst[c * ds + r] = src[r * ss + c] for an 8 x 8 block.
 inline void transpose_block(const double* src, int64_t ss, double* dst, int64_t ds) {

@@ -167,6 +167,37 @@ inline Vec<A> div(Vec<A> a, Vec<A> b) {
   return Vec<A>{a.v / b.v};
 }
 
+template <class A>
+inline Vec<A> abs(Vec<A> x) {
+  Vec<A> r;
+  for (int i = 0; i < Vec<A>::kWidth; ++i) r.v[i] = x.v[i] < 0 || (x.v[i] == 0 && __builtin_signbit(x.v[i])) ? -x.v[i] : x.v[i];
+  return r;
+}
+template <class A>
+inline Vec<A> copysign(Vec<A> mag, Vec<A> sgn) {
+  Vec<A> r;
+  for (int i = 0; i < Vec<A>::kWidth; ++i) r.v[i] = __builtin_copysign(mag.v[i], sgn.v[i]);
+  return r;
+}
+template <class A>
+inline Vec<A> select_lt(Vec<A> x, Vec<A> bound, Vec<A> a, Vec<A> b) {
+  Vec<A> r;
+  for (int i = 0; i < Vec<A>::kWidth; ++i) r.v[i] = x.v[i] < bound.v[i] ? a.v[i] : b.v[i];
+  return r;
+}
+template <class A>
+inline Vec<A> keep_where(Vec<A> x, const uint8_t* keep, A fill) {
+  Vec<A> r;
+  for (int i = 0; i < Vec<A>::kWidth; ++i) r.v[i] = keep[i] != 0 ? x.v[i] : fill;
+  return r;
+}
+template <class A>
+inline Vec<A> lane_index(A) {
+  Vec<A> r;
+  for (int i = 0; i < Vec<A>::kWidth; ++i) r.v[i] = static_cast<A>(i);
+  return r;
+}
+
 // dst[c * ds + r] = src[r * ss + c] for a W x W block.
 template <class A>
 inline void transpose_block(const A* src, int64_t ss, A* dst, int64_t ds) {

@@ -33,6 +33,7 @@
 #include <utility>
 
 #include "half.hpp"
+#include "masking.hpp"
 #include "scratch.hpp"
 #include "static_switch.hpp"
 #include "thread_pool.hpp"
@@ -55,8 +56,10 @@ using detail::round_up;
 // blocks of kDotBlock terms in registers, then the blocks' sums in S, which keeps the rounding error of
 // long head dims at the level of a blocked BLAS dot product. With `vmax`, also vmax[r] = max(vmax[r], S[r])
 // lane-wise, taken from the registers as the scores are stored.
+// Kept out of line: its 24 accumulators need the whole register file, whatever the caller keeps live.
 template <class A, int R, int N>
-inline void qk_block(const A* q, int64_t ldq, const A* kt, int64_t head_dim, A* s, int64_t lds, Vec<A>* vmax) {
+__attribute__((noinline)) void qk_block(const A* q, int64_t ldq, const A* kt, int64_t head_dim, A* s, int64_t lds,
+                                        Vec<A>* vmax) {
   using V = Vec<A>;
   constexpr int W = V::kWidth;
   for (int64_t d0 = 0; d0 < head_dim; d0 += detail::kDotBlock) {
@@ -156,6 +159,34 @@ inline void write_row(void* base, int64_t start, int64_t stride, int64_t n, cons
   }
 }
 
+// tanh(x): an odd minimax polynomial for |x| < 0.625, else (1 - e) / (1 + e) with e = 2^(-2 log2(e) |x|);
+// a few ulps everywhere, exactly +-1 at +-inf, NaN kept.
+template <class A>
+inline Vec<A> tanh_vec(Vec<A> x) {
+  using V = Vec<A>;
+  static constexpr double kF32[5] = {-0.3333328068256378, 0.13331441581249237, -0.05373971536755562,
+                                     0.02063908614218235, -0.005704985000193119};
+  static constexpr double kF64[11] = {-0.3333333333333348,    0.1333333333335631,     -0.05396825397968042,
+                                      0.021869488697065544,   -0.0088632349558839,    0.003592091761634989,
+                                      -0.0014554247451718718, 0.0005876336501330852,  -0.00023081192634785342,
+                                      7.925031235982247e-05,  -1.6896721162262295e-05};
+  const V a = abs(x);
+  const V u = mul(a, a);
+  V poly;
+  if constexpr (std::is_same_v<A, float>) {
+    poly = V::set1(static_cast<A>(kF32[4]));
+    for (int i = 3; i >= 0; --i) poly = fmadd(poly, u, V::set1(static_cast<A>(kF32[i])));
+  } else {
+    poly = V::set1(static_cast<A>(kF64[10]));
+    for (int i = 9; i >= 0; --i) poly = fmadd(poly, u, V::set1(static_cast<A>(kF64[i])));
+  }
+  const V small = fmadd(mul(poly, u), a, a);                                  // a + a^3 P(a^2)
+  const V e = exp2(mul(a, V::set1(static_cast<A>(-2.8853900817779268))));   // exp(-2a)
+  const V one = V::set1(A(1));
+  const V large = div(sub(one, e), add(one, e));
+  return copysign(select_lt(a, V::set1(A(0.625)), small, large), x);
+}
+
 template <class T, class A>
 class TiledForward {
  public:
@@ -167,45 +198,51 @@ class TiledForward {
 
   TiledForward(const Params& p, int threads)
       : p_(p),
+        geo_(p),
         threads_(threads),
         group_(p.heads_q / p.heads_kv),
         dvp_(round_up(p.head_dim_v, W)),
-        tiles_(detail::choose_tiles(p.batch, p.heads_kv, group_, p.seq_q, p.head_dim, dvp_,
+        tiles_(detail::choose_tiles(p.batch, p.heads_kv, group_, geo_.max_rows(), p.head_dim, dvp_,
                                     static_cast<int64_t>(sizeof(A)), int64_t{W} * NQ, threads)),
-        q_blocks_(ceil_div(p.seq_q, tiles_.block_q)),
+        q_blocks_(ceil_div(geo_.max_rows(), tiles_.block_q)),
         rows_cap_(round_up(group_ * tiles_.block_q, MR)),
         c_(static_cast<A>(std::fabs(p.scale) * 1.4426950408889634)),  // |scale| * log2(e)
+        scale_abs_(static_cast<A>(std::fabs(p.scale))),
         negate_q_(p.scale < 0),
-        decode_(group_ * p.seq_q <= detail::kDecodeRows),
+        transform_(p.mask != nullptr || p.bias != nullptr || p.alibi_slopes != nullptr || p.softcap > 0),
+        may_mask_values_(p.mask != nullptr || p.bias != nullptr),
+        decode_(group_ * geo_.max_rows() <= detail::kDecodeRows),
         dqp_(decode_ ? round_up(p.head_dim, W) : p.head_dim),
-        split_{1, std::max<int64_t>(p.seq_k, 1)} {
+        split_{1, std::max<int64_t>(geo_.max_keys(), 1)} {
     if (decode_) {  // one item per (batch, kv head, chunk of keys) holds all the kv head's query rows
-      tiles_.block_q = std::max<int64_t>(p.seq_q, 1);
+      tiles_.block_q = std::max<int64_t>(geo_.max_rows(), 1);
       tiles_.block_k = detail::kDecodeBlockK;  // no K^T to keep in L1: longer tiles, fewer rescales
       q_blocks_ = 1;
       rows_cap_ = round_up(group_ * tiles_.block_q, MR);
-      split_ = detail::choose_decode_split(p.batch, p.heads_kv, p.seq_k, tiles_.block_k);
+      split_ = detail::choose_decode_split(p.batch, p.heads_kv, geo_.max_keys(), tiles_.block_k);
     }
   }
 
   TileInfo tile_info() const { return {tiles_.block_q, tiles_.block_k}; }
 
-  void run() const {
+  void run() {
     const int64_t heads = p_.batch * p_.heads_kv;
     const int64_t items = heads * q_blocks_ * split_.chunks;
     const std::size_t bytes = carve(nullptr).bytes;
+    // Per-call memory shared by the threads: the mask summary, and the partial results of split keys.
+    const auto part_rows = static_cast<std::size_t>(split_.chunks > 1 ? items * rows_cap_ : 0);
+    detail::Carver measure;
+    measure.take<char>(p_.mask != nullptr ? detail::MaskSummary::bytes(p_, tiles_.block_k) : 0);
+    measure.take<A>(detail::checked_mul(part_rows, static_cast<std::size_t>(dvp_)));
+    measure.take<A>(part_rows);
+    measure.take<A>(part_rows);
+    detail::Carver c(detail::call_scratch().get(measure.measured()));
+    char* mask_memory = c.take<char>(p_.mask != nullptr ? detail::MaskSummary::bytes(p_, tiles_.block_k) : 0);
     Partials parts{};
-    if (split_.chunks > 1) {  // per (kv head, chunk): unnormalised O, m and l of every row, merged below
-      const auto rows = static_cast<std::size_t>(items * rows_cap_);
-      detail::Carver measure;
-      measure.take<A>(detail::checked_mul(rows, static_cast<std::size_t>(dvp_)));
-      measure.take<A>(rows);
-      measure.take<A>(rows);
-      detail::Carver c(detail::call_scratch().get(measure.measured()));
-      parts.o = c.take<A>(detail::checked_mul(rows, static_cast<std::size_t>(dvp_)));
-      parts.m = c.take<A>(rows);
-      parts.l = c.take<A>(rows);
-    }
+    parts.o = c.take<A>(detail::checked_mul(part_rows, static_cast<std::size_t>(dvp_)));
+    parts.m = c.take<A>(part_rows);
+    parts.l = c.take<A>(part_rows);
+    if (p_.mask != nullptr) mask_.build(p_, tiles_.block_k, mask_memory, threads_);
     detail::parallel_for(items, 1, threads_, [this, bytes, &parts](int64_t begin, int64_t end) {
       const Workspace ws = carve(detail::thread_scratch().get(bytes));
       for (int64_t item = begin; item < end; ++item) process(ws, item, parts);
@@ -225,14 +262,19 @@ class TiledForward {
   };
 
   struct Workspace {
-    A* q;  // rows_cap x head_dim: packed, pre-scaled query rows
-    A* o;  // rows_cap x dvp: output accumulators
-    A* m;  // rows_cap: running max (base-2 units)
-    A* l;  // rows_cap: running sum
-    A* kt;  // block_k x head_dim: K^T of one tile, as [key vector][d][W]
-    A* vt;  // block_k x dvp: V of one tile
-    A* s;   // MR x block_k: scores, then probabilities
-    A* ks;  // W x head_dim: K rows converted to A, before their transpose into kt
+    A* q;         // rows_cap x dqp: packed query rows (sign of the scale folded in)
+    A* o;         // rows_cap x dvp: output accumulators
+    A* m;         // rows_cap: running max (base-2 units)
+    A* l;         // rows_cap: running sum
+    int64_t* lo;  // rows_cap: first key each row may see
+    int64_t* hi;  // rows_cap: one past its last
+    A* kt;        // block_k x head_dim: K^T of one tile, as [key vector][d][W]
+    A* vt;        // block_k x dvp: V of one tile
+    A* s;         // MR x block_k: scores, then probabilities
+    A* ks;        // W x head_dim: K rows converted to A, before their transpose into kt
+    A* bias;      // W: bias values of one vector of keys
+    uint8_t* keep;  // W: mask bytes of one vector of keys
+    uint8_t* dead;  // MR x block_k: keys masked to -inf, when V holds non-finite values
     std::size_t bytes;
   };
 
@@ -247,19 +289,21 @@ class TiledForward {
     ws.o = c.take<A>(detail::checked_mul(rows, dv));
     ws.m = c.take<A>(rows);
     ws.l = c.take<A>(rows);
-    ws.kt = c.take<A>(detail::checked_mul(keys, d));
+    ws.lo = c.take<int64_t>(rows);
+    ws.hi = c.take<int64_t>(rows);
+    ws.kt = c.take<A>(decode_ ? 0 : detail::checked_mul(keys, d));
     ws.vt = c.take<A>(detail::checked_mul(keys, dv));
     ws.s = c.take<A>(detail::checked_mul(MR, keys));
     ws.ks = c.take<A>(detail::checked_mul(W, std::max(d, static_cast<std::size_t>(dqp_))));
+    ws.bias = c.take<A>(W);
+    ws.keep = c.take<uint8_t>(W);
+    ws.dead = c.take<uint8_t>(may_mask_values_ ? detail::checked_mul(MR, keys) : 0);
     ws.bytes = c.measured();
     return ws;
   }
 
-  // Number of keys query position i may see (a prefix [0, n) of the keys).
-  int64_t visible_keys(int64_t i) const {
-    if (!p_.causal) return p_.seq_k;
-    return std::clamp<int64_t>(i + (p_.seq_k - p_.seq_q) + 1, 0, p_.seq_k);
-  }
+  // Head and position of row r of an item whose block starts at query position i0 and has nq rows.
+  int64_t head_of(int64_t g, int64_t r, int64_t nq) const { return g * group_ + r / nq; }
 
   void process(const Workspace& ws, int64_t item, const Partials& parts) const {
     const int64_t slot = item;  // where this item's partial results go when the keys are split
@@ -277,25 +321,38 @@ class TiledForward {
     const int64_t b = bh / p_.heads_kv;
     const int64_t g = bh % p_.heads_kv;
     const int64_t i0 = qb * tiles_.block_q;
-    const int64_t nq = std::min(tiles_.block_q, p_.seq_q - i0);
+    if (i0 >= geo_.rows(b)) return;  // a packed sequence shorter than the longest
+    const int64_t nq = std::min(tiles_.block_q, geo_.rows(b) - i0);
     const int64_t nrows = group_ * nq;  // row r: head g * group + r / nq, position i0 + r % nq
 
+    // The keys each row may see; the item visits the tiles of their union, within its chunk.
+    int64_t klo = std::numeric_limits<int64_t>::max(), khi = 0;
+    for (int64_t r = 0; r < nrows; ++r) {
+      const detail::RowRange rr = detail::visible_range(geo_, mask_, b, head_of(g, r, nq), i0 + r % nq);
+      ws.lo[r] = rr.lo;
+      ws.hi[r] = rr.hi;
+      if (rr.lo < rr.hi) klo = std::min(klo, rr.lo), khi = std::max(khi, rr.hi);
+    }
+    const int64_t k_begin = chunk * split_.chunk_keys;
+    const int64_t k_end = std::min(khi, k_begin + split_.chunk_keys);
+    const int64_t first_tile = std::max(klo == std::numeric_limits<int64_t>::max() ? k_end : klo, k_begin) /
+                               tiles_.block_k;
+
     pack_q(ws, b, g, i0, nq, nrows);
-    const int64_t dvp = dvp_;
-    std::fill(ws.o, ws.o + rows_cap_ * dvp, A(0));
+    std::fill(ws.o, ws.o + rows_cap_ * dvp_, A(0));
     std::fill(ws.m, ws.m + rows_cap_, -std::numeric_limits<A>::infinity());
     std::fill(ws.l, ws.l + rows_cap_, A(0));
-
-    // No row of the item sees a key past kv_end; the item covers the keys of its chunk.
-    const int64_t k_begin = chunk * split_.chunk_keys;
-    const int64_t k_end = std::min(visible_keys(i0 + nq - 1), k_begin + split_.chunk_keys);
-    const int64_t kbase = b * p_.k_batch_stride + g * p_.k_head_stride;
-    const int64_t vbase = b * p_.v_batch_stride + g * p_.v_head_stride;
-    for (int64_t j0 = k_begin; j0 < k_end; j0 += tiles_.block_k) {
+    const int64_t kbase = geo_.k_at(b, g);
+    const int64_t vbase = geo_.v_at(b, g);
+    for (int64_t j0 = first_tile * tiles_.block_k; j0 < k_end; j0 += tiles_.block_k) {
       const int64_t nk = std::min(tiles_.block_k, k_end - j0);
+      if (mask_.active() && !tile_needed(ws, b, g, i0, nq, nrows, j0, nk)) continue;  // masked for every row
       if (!decode_) pack_k(ws, kbase, j0, nk);
-      const auto [vt, ldv] = pack_v(ws, b, g, j0, nk);
-      for (int64_t rb = 0; rb < nrows; rb += MR) tile_rows(ws, rb, nrows, nq, i0, j0, nk, kbase, vbase, vt, ldv);
+      const auto [vt, ldv] = pack_v(ws, vbase, j0, nk);
+      const bool careful = may_mask_values_ && !all_finite(vt, ldv, nk);
+      for (int64_t rb = 0; rb < nrows; rb += MR) {
+        tile_rows(ws, rb, nrows, nq, b, g, i0, j0, nk, kbase, vbase, vt, ldv, careful);
+      }
     }
     if (split_.chunks > 1) {
       const int64_t at = slot * rows_cap_;
@@ -307,12 +364,33 @@ class TiledForward {
     }
   }
 
+  // Whether some row of the item sees a key of the tile [j0, j0 + nk) (by its range and the mask summary).
+  bool tile_needed(const Workspace& ws, int64_t b, int64_t g, int64_t i0, int64_t nq, int64_t nrows, int64_t j0,
+                   int64_t nk) const {
+    const int64_t tile = j0 / tiles_.block_k;
+    for (int64_t r = 0; r < nrows; ++r) {
+      if (ws.lo[r] >= j0 + nk || ws.hi[r] <= j0) continue;
+      if (!mask_.active() || mask_.sees_tile(b, head_of(g, r, nq), i0 + r % nq, tile)) return true;
+    }
+    return false;
+  }
+
+  // Whether the nk rows of V at vt (stride ldv) hold only finite values. Decides whether masked keys
+  // must be skipped one by one in P V (0 * inf is NaN), which only non-finite values require.
+  bool all_finite(const A* vt, int64_t ldv, int64_t nk) const {
+    V acc = V::zero();
+    for (int64_t j = 0; j < nk; ++j) {
+      for (int64_t e = 0; e < dvp_; e += W) acc = add(acc, mul(V::load(vt + j * ldv + e), V::zero()));  // NaN for inf, NaN
+    }
+    return !std::isnan(reduce_add(acc));
+  }
+
   // Combines the chunks of kv head bh (decoding): with m = max_c m_c, l = sum_c l_c 2^(m_c - m) and
   // O = sum_c O_c 2^(m_c - m), in chunk order, then out = O / l as in finish().
   void merge(const Partials& parts, int64_t bh) const {
     const int64_t b = bh / p_.heads_kv;
     const int64_t g = bh % p_.heads_kv;
-    const int64_t nq = p_.seq_q;
+    const int64_t nq = geo_.rows(b);
     const int64_t nrows = group_ * nq;
     const int64_t first = bh * split_.chunks * rows_cap_;  // row r of chunk c: first + c * rows_cap_ + r
     A* o = static_cast<A*>(detail::thread_scratch().get(static_cast<std::size_t>(dvp_) * sizeof(A)));
@@ -337,18 +415,15 @@ class TiledForward {
           for (int64_t e = 0; e < dvp_; e += W) fmadd(V::load(oc + e), fv, V::load(o + e)).store(o + e);
         }
       }
-      write_result(b, g * group_ + r / nq, r % nq, o, m, l);
+      write_result(b, head_of(g, r, nq), r % nq, o, m, l);
     }
   }
 
   void pack_q(const Workspace& ws, int64_t b, int64_t g, int64_t i0, int64_t nq, int64_t nrows) const {
     const int64_t d_len = p_.head_dim;
     for (int64_t r = 0; r < nrows; ++r) {
-      const int64_t h = g * group_ + r / nq;
-      const int64_t i = i0 + r % nq;
       A* dst = ws.q + r * dqp_;
-      read_row<A, T>(p_.q, b * p_.q_batch_stride + h * p_.q_head_stride + i * p_.q_seq_stride, p_.q_dim_stride,
-                     d_len, dst);
+      read_row<A, T>(p_.q, geo_.q_at(b, head_of(g, r, nq), i0 + r % nq), p_.q_dim_stride, d_len, dst);
       if (negate_q_) {
         for (int64_t d = 0; d < d_len; ++d) dst[d] = -dst[d];
       }
@@ -364,9 +439,9 @@ class TiledForward {
     return ws.kt + chunk * p_.head_dim * NQ * W + ((j / W) % NQ) * W + (j % W);
   }
 
-  // Packs keys [j0, j0 + nk) of a kv head (K at element offset kbase): K transposed into kt (W keys at a time: their rows, converted
-  // to A, go through W x W register transposes), V row by row into vt. Keys past nk up to the register
-  // block are zero in kt, so their scores are 0 (and are masked).
+  // Packs keys [j0, j0 + nk) of a kv head (K at element offset kbase) transposed into kt, W keys at a
+  // time: their rows, converted to A, go through W x W register transposes. Keys past nk up to the
+  // register block are zero in kt, so their scores are 0 (and are masked).
   void pack_k(const Workspace& ws, int64_t kbase, int64_t j0, int64_t nk) const {
     const int64_t d_len = p_.head_dim;
     const int64_t d_full = d_len / W * W;
@@ -400,8 +475,7 @@ class TiledForward {
 
   // Returns where P V reads the tile's V rows and their stride: the caller's array itself when its rows are
   // contiguous vectors of A already (no conversion, no padding), else the packed copy in vt.
-  std::pair<const A*, int64_t> pack_v(const Workspace& ws, int64_t b, int64_t g, int64_t j0, int64_t nk) const {
-    const int64_t vbase = b * p_.v_batch_stride + g * p_.v_head_stride;
+  std::pair<const A*, int64_t> pack_v(const Workspace& ws, int64_t vbase, int64_t j0, int64_t nk) const {
     if constexpr (std::is_same_v<T, A>) {
       if (p_.v_dim_stride == 1 && dvp_ == p_.head_dim_v) {
         return {reinterpret_cast<const A*>(static_cast<const char*>(p_.v) +
@@ -477,90 +551,175 @@ class TiledForward {
     return ws.ks;
   }
 
-  // One register block of rows [rb, rb + MR) against the KV tile [j0, j0 + nk).
-  void tile_rows(const Workspace& ws, int64_t rb, int64_t nrows, int64_t nq, int64_t i0, int64_t j0,
-                 int64_t nk, int64_t kbase, int64_t vbase, const A* vt, int64_t ldv) const {
-    int64_t n[MR];  // keys of this tile that each row sees: a prefix [0, n[r])
-    int64_t nmax = 0;
+  // One register block of rows [rb, rb + MR) against the KV tile [j0, j0 + nk) of sequence b, kv head g.
+  void tile_rows(const Workspace& ws, int64_t rb, int64_t nrows, int64_t nq, int64_t b, int64_t g, int64_t i0,
+                 int64_t j0, int64_t nk, int64_t kbase, int64_t vbase, const A* vt, int64_t ldv,
+                 bool careful) const {
+    int64_t a[MR], e[MR];  // keys of this tile each row may see: [a[r], e[r])
+    int64_t emax = 0;
+    const int64_t tile = j0 / tiles_.block_k;
     for (int r = 0; r < MR; ++r) {
       const int64_t row = rb + r;
-      n[r] = row < nrows ? std::clamp<int64_t>(visible_keys(i0 + row % nq) - j0, 0, nk) : 0;
-      nmax = std::max(nmax, n[r]);
+      a[r] = e[r] = 0;
+      if (row >= nrows) continue;
+      const int64_t lo = std::clamp<int64_t>(ws.lo[row] - j0, 0, nk);
+      const int64_t hi = std::clamp<int64_t>(ws.hi[row] - j0, 0, nk);
+      if (hi <= lo) continue;
+      if (mask_.active() && !mask_.sees_tile(b, head_of(g, row, nq), i0 + row % nq, tile)) continue;
+      a[r] = lo, e[r] = hi;
+      emax = std::max(emax, hi);
     }
-    if (nmax == 0) return;
+    if (emax == 0) return;
     const int64_t lds = tiles_.block_k;
-    // A full block: every row sees every key of a tile without padding (all tiles but the diagonal ones and
-    // the last). Its row maxima come out of the Q K^T epilogue and its exponentials are computed for all
-    // rows together, so that the per-row dependency chains overlap. Other blocks go row by row; both ways
-    // give every row bitwise the same values.
-    bool full = !decode_ && nk % (int64_t{W} * NQ) == 0;
-    for (int r = 0; r < MR; ++r) full = full && n[r] == nk;
-    const int64_t nvec = decode_ ? 0 : round_up(ceil_div(nmax, W), NQ);
-    if (decode_) {
-      qk_dot(ws, rb, static_cast<int>(std::min<int64_t>(MR, nrows - rb)), kbase, vbase, j0, nmax);
-    }
+    // A full block: every row sees every key of a tile without padding and nothing transforms the scores
+    // (all tiles but the diagonal ones and the last, without element-wise options). Its row maxima come out
+    // of the Q K^T epilogue. Every row goes through the same arithmetic whatever its block.
+    bool full = !decode_ && !transform_ && nk % (int64_t{W} * NQ) == 0;
+    for (int r = 0; r < MR; ++r) full = full && a[r] == 0 && e[r] == nk;
     V vmax[MR];
     for (int r = 0; r < MR; ++r) vmax[r] = V::set1(-std::numeric_limits<A>::infinity());
-    for (int64_t kv = 0; kv < nvec; kv += NQ) {
-      qk_block<A, MR, NQ>(ws.q + rb * dqp_, dqp_, ws.kt + kv * p_.head_dim * W, p_.head_dim,  // chunk kv/NQ
-                          ws.s + kv * W, lds, full ? vmax : nullptr);
+    if (decode_) {
+      qk_dot(ws, rb, static_cast<int>(std::min<int64_t>(MR, nrows - rb)), kbase, vbase, j0, emax);
+    } else {
+      const int64_t nvec = round_up(ceil_div(emax, W), NQ);
+      for (int64_t kv = 0; kv < nvec; kv += NQ) {
+        qk_block<A, MR, NQ>(ws.q + rb * dqp_, dqp_, ws.kt + kv * p_.head_dim * W, p_.head_dim,  // chunk kv/NQ
+                            ws.s + kv * W, lds, full ? vmax : nullptr);
+      }
+    }
+    if (transform_) {
+      for (int r = 0; r < MR; ++r) {
+        if (e[r] > a[r]) transform_row(ws, r, b, head_of(g, rb + r, nq), i0 + (rb + r) % nq, j0, a[r], e[r], careful);
+      }
     }
 
     A alpha_row[MR];
     bool live[MR];
-    softmax_rows(ws, rb, n, full ? vmax : nullptr, alpha_row, live);
+    softmax_rows(ws, rb, a, e, full ? vmax : nullptr, transform_ ? A(1) : c_, alpha_row, live);
 
     const A* prow[MR];
     A* orow[MR];
+    const uint8_t* drow[MR];
     A alpha[MR];
-    int64_t nrow[MR];
+    int64_t ra[MR], re[MR];
     int active = 0;
     for (int r = 0; r < MR; ++r) {
       if (!live[r]) continue;  // sees nothing here, or every visible score is -inf: nothing to add
       prow[active] = ws.s + r * lds;
       orow[active] = ws.o + (rb + r) * dvp_;
+      drow[active] = careful ? ws.dead + r * lds : nullptr;
       alpha[active] = alpha_row[r];
-      nrow[active] = n[r];
+      ra[active] = a[r], re[active] = e[r];
       ++active;
     }
     if (active == 0) return;
-    if (decode_) {
-      pv_decode(prow, orow, alpha, nrow, active, vt, ldv);
-      return;
+    if (careful) {
+      pv_careful(prow, orow, drow, alpha, ra, re, active, vt, ldv);
+    } else if (decode_) {
+      pv_decode(prow, orow, alpha, ra, re, active, vt, ldv);
+    } else {
+      pv_rows(prow, orow, alpha, ra, re, active, vt, ldv);
     }
-    pv_rows(prow, orow, alpha, nrow, active, vt, ldv);
   }
 
-  // O = alpha O + P V for the active rows of a block, row a over its keys [0, n[a]). The keys are summed in
-  // chains over fixed sub-blocks [c, c + kPvChain) of the tile, each merged into O (the first with the
-  // rescale alpha): a two-level sum whose rounding error stays that of a BLAS product, and the same for a
-  // row whatever block it is in. Sub-blocks every row sees in full go through register blocks; the rest
-  // (the diagonal) row by row, so that a row never multiplies a probability with a value it may not see.
-  void pv_rows(const A* const* p, A* const* o, const A* alpha, const int64_t* n, int rows, const A* vt,
-               int64_t ldv) const {
-    int64_t nmax = 0;
-    for (int a = 0; a < rows; ++a) nmax = std::max(nmax, n[a]);
-    A ones[MR];
-    std::fill(ones, ones + MR, A(1));
+  // The element-wise options on row r of the block, keys [a, e) of the tile: from the raw score s to
+  // t = (softcap * tanh(|scale| s / softcap) + bias - slope * |diag - j|) * log2(e), -inf where the mask is
+  // false (selected, so a NaN there never survives). With `careful`, also records the keys at -inf.
+  void transform_row(const Workspace& ws, int r, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t a,
+                     int64_t e, bool careful) const {
+    constexpr A kLog2e = static_cast<A>(1.4426950408889634);
+    const A neg_inf = -std::numeric_limits<A>::infinity();
+    A* s = ws.s + r * tiles_.block_k;
+    const V sv = V::set1(scale_abs_);
+    const V cap = V::set1(static_cast<A>(p_.softcap));
+    const V inv_cap = V::set1(static_cast<A>(1.0 / p_.softcap));
+    const A slope = p_.alibi_slopes != nullptr ? static_cast<A>(detail::alibi_slope(p_, b, h)) : A(0);
+    const int64_t diag = geo_.diag(b, i);
+    const uint8_t* mrow = p_.mask != nullptr ? p_.mask + b * p_.mask_batch_stride + h * p_.mask_head_stride +
+                                                   i * p_.mask_seq_stride
+                                             : nullptr;
+    for (int64_t j = a / W * W; j < e; j += W) {
+      const bool inside = j >= a && j + W <= e;  // every lane of this vector is a visible key
+      V z = mul(V::load(s + j), sv);
+      if (p_.softcap > 0) z = mul(cap, tanh_vec<A>(mul(z, inv_cap)));  // softcap * tanh(z / softcap)
+      if (p_.bias != nullptr) z = add(z, bias_vec(ws, b, h, i, j0 + j, j, a, e, inside));
+      if (p_.alibi_slopes != nullptr) {  // z -= slope * |diag - key|
+        const V dist = abs(sub(V::set1(static_cast<A>(diag - j0 - j)), lane_index(A(0))));
+        z = fmadd(V::set1(-slope), dist, z);
+      }
+      if (mrow != nullptr) {
+        const uint8_t* keep = ws.keep;
+        if (inside && p_.mask_key_stride == 1) {
+          keep = mrow + j0 + j;
+        } else {
+          for (int w = 0; w < W; ++w) {
+            const int64_t jj = j + w;
+            ws.keep[w] = jj >= a && jj < e ? mrow[(j0 + jj) * p_.mask_key_stride] : uint8_t{1};
+          }
+        }
+        z = keep_where(z, keep, neg_inf);
+      }
+      const V t = mul(z, V::set1(kLog2e));
+      t.store(s + j);
+      if (careful) {
+        for (int w = 0; w < W; ++w) ws.dead[r * tiles_.block_k + j + w] = s[j + w] == neg_inf;
+      }
+    }
+  }
+
+  // The bias of keys key0 .. key0 + W - 1 of row (b, h, i), as a vector (0 outside the tile range [a, e)).
+  V bias_vec(const Workspace& ws, int64_t b, int64_t h, int64_t i, int64_t key0, int64_t j, int64_t a, int64_t e,
+             bool inside) const {
+    const int64_t row = b * p_.bias_batch_stride + h * p_.bias_head_stride + i * p_.bias_seq_stride;
+    if (inside && p_.bias_key_stride == 1) {
+      if constexpr (std::is_same_v<A, float>) {
+        if (p_.bias_dtype == DType::kFloat32) {
+          return V::load(reinterpret_cast<const float*>(static_cast<const char*>(p_.bias) + (row + key0) * 4));
+        }
+      } else {
+        if (p_.bias_dtype == DType::kFloat64) {
+          return V::load(reinterpret_cast<const double*>(static_cast<const char*>(p_.bias) + (row + key0) * 8));
+        }
+      }
+    }
+    for (int w = 0; w < W; ++w) {
+      const int64_t jj = j + w;
+      ws.bias[w] = jj >= a && jj < e ? static_cast<A>(detail::bias_at(p_, b, h, i, key0 + w)) : A(0);
+    }
+    return V::load(ws.bias);
+  }
+
+  // O = alpha O + P V for the active rows of a block, row x over its keys [a[x], e[x]). The keys are summed
+  // in chains over fixed sub-blocks [c, c + kPvChain) of the tile, each merged into O (the row's first chain
+  // with the rescale alpha): a two-level sum whose rounding error stays that of a BLAS product, and the same
+  // for a row whatever block it is in. Chains a row sees in full go through register blocks; the rest (the
+  // edges of windows and diagonals) row by row, so that a row never multiplies a probability with a value
+  // it may not see.
+  void pv_rows(const A* const* p, A* const* o, const A* alpha, const int64_t* a, const int64_t* e, int rows,
+               const A* vt, int64_t ldv) const {
+    int64_t amin = std::numeric_limits<int64_t>::max(), emax = 0;
+    for (int x = 0; x < rows; ++x) amin = std::min(amin, a[x]), emax = std::max(emax, e[x]);
     const A* pf[MR];
     A* of[MR];
-    for (int64_t c = 0; c < nmax; c += detail::kPvChain) {
-      const int64_t c1 = c + detail::kPvChain;
-      const A* scale = c == 0 ? alpha : ones;  // the first chain also rescales O
+    A sf[MR];
+    for (int64_t c = amin / detail::kPvChain * detail::kPvChain; c < emax; c += detail::kPvChain) {
+      const int64_t c1 = std::min(c + detail::kPvChain, emax);
       int full = 0;
-      A sf[MR];
-      for (int a = 0; a < rows; ++a) {
-        if (n[a] >= std::min(c1, nmax) && n[a] > c) {
-          pf[full] = p[a] + c;
-          of[full] = o[a];
-          sf[full] = scale[a];
+      for (int x = 0; x < rows; ++x) {
+        if (e[x] <= c || a[x] >= c1) continue;
+        const A scale = a[x] >= c ? alpha[x] : A(1);  // the row's first chain also rescales O
+        if (a[x] <= c && e[x] >= c1) {
+          pf[full] = p[x] + c;
+          of[full] = o[x];
+          sf[full] = scale;
           ++full;
-        } else if (n[a] > c) {  // the diagonal: this row sees part of the chain
-          pv_one_row(p[a] + c, o[a], scale[a], vt + c * ldv, ldv, n[a] - c);
+        } else {
+          const int64_t from = std::max(a[x], c);
+          pv_one_row(p[x] + from, o[x], scale, vt + from * ldv, ldv, std::min(e[x], c1) - from);
         }
       }
       if (full == 0) continue;
-      const int64_t keys = std::min(c1, nmax) - c;
+      const int64_t keys = c1 - c;
       detail::with_count<MR>(full, [&](auto rows_c) {
         constexpr int R = decltype(rows_c)::value;
         int64_t col = 0;
@@ -587,33 +746,45 @@ class TiledForward {
     }
   }
 
-  // Decoding: P V row by row, each row over its own keys [0, n), summed in chains of kDecodePvChain keys that
-  // are merged into the output (O = alpha O + chain for the first, O += chain after): a two-level sum, as
-  // accurate as a BLAS gemv. The loop is bound by memory, so the extra adds cost nothing.
-  void pv_decode(const A* const* p, A* const* o, const A* alpha, const int64_t* n, int rows, const A* vt,
+  // Chains of keys [a, e) of one row in sub-blocks of `chain` keys starting at a, skipping the keys marked
+  // dead (may be null), merged into o: o = alpha o + acc for the first chain, o += acc after.
+  void pv_chains(const A* p, const uint8_t* dead, A* o, A alpha, int64_t a, int64_t e, int64_t chain, const A* vt,
                  int64_t ldv) const {
     constexpr int kCols = 8;  // output vectors held in registers
-    for (int a = 0; a < rows; ++a) {
-      for (int64_t col = 0; col < dvp_; col += kCols * W) {
-        detail::with_count<kCols>(static_cast<int>(std::min<int64_t>(kCols, (dvp_ - col) / W)), [&](auto cols) {
-          constexpr int C = decltype(cols)::value;
-          for (int64_t j0 = 0; j0 < n[a]; j0 += detail::kDecodePvChain) {
-            const int64_t j1 = std::min(n[a], j0 + detail::kDecodePvChain);
-            V acc[C];
-            for (int c = 0; c < C; ++c) acc[c] = V::zero();
-            for (int64_t j = j0; j < j1; ++j) {
-              const V pv = V::set1(p[a][j]);
-              for (int c = 0; c < C; ++c) acc[c] = fmadd(pv, V::load(vt + j * ldv + col + c * W), acc[c]);  // acc += p * v
-            }
-            const V av = V::set1(alpha[a]);
-            for (int c = 0; c < C; ++c) {
-              A* dst = o[a] + col + c * W;
-              (j0 == 0 ? fmadd(V::load(dst), av, acc[c]) : add(V::load(dst), acc[c])).store(dst);  // o = alpha o + acc
-            }
+    for (int64_t col = 0; col < dvp_; col += kCols * W) {
+      detail::with_count<kCols>(static_cast<int>(std::min<int64_t>(kCols, (dvp_ - col) / W)), [&](auto cols) {
+        constexpr int C = decltype(cols)::value;
+        for (int64_t j0 = a; j0 < e; j0 += chain) {
+          const int64_t j1 = std::min(e, j0 + chain);
+          V acc[C];
+          for (int c = 0; c < C; ++c) acc[c] = V::zero();
+          for (int64_t j = j0; j < j1; ++j) {
+            if (dead != nullptr && dead[j]) continue;  // masked: its value may be inf or NaN
+            const V pv = V::set1(p[j]);
+            for (int c = 0; c < C; ++c) acc[c] = fmadd(pv, V::load(vt + j * ldv + col + c * W), acc[c]);  // acc += p * v
           }
-        });
-      }
+          const V av = V::set1(alpha);
+          for (int c = 0; c < C; ++c) {
+            A* dst = o + col + c * W;
+            (j0 == a ? fmadd(V::load(dst), av, acc[c]) : add(V::load(dst), acc[c])).store(dst);  // o = alpha o + acc
+          }
+        }
+      });
     }
+  }
+
+  // Decoding: P V row by row in chains of kDecodePvChain keys: a two-level sum as accurate as a BLAS gemv;
+  // the loop is bound by memory, so the extra adds cost nothing.
+  void pv_decode(const A* const* p, A* const* o, const A* alpha, const int64_t* a, const int64_t* e, int rows,
+                 const A* vt, int64_t ldv) const {
+    for (int x = 0; x < rows; ++x) pv_chains(p[x], nullptr, o[x], alpha[x], a[x], e[x], detail::kDecodePvChain, vt, ldv);
+  }
+
+  // P V when the tile's V holds a non-finite value and some keys are masked: row by row, the masked keys
+  // skipped (0 * inf would be NaN). Rare; exactness over speed.
+  void pv_careful(const A* const* p, A* const* o, const uint8_t* const* dead, const A* alpha, const int64_t* a,
+                  const int64_t* e, int rows, const A* vt, int64_t ldv) const {
+    for (int x = 0; x < rows; ++x) pv_chains(p[x], dead[x], o[x], alpha[x], a[x], e[x], detail::kPvChain, vt, ldv);
   }
 
   // 2^x through the vector exp2, so that every path computes alpha with the same function.
@@ -623,13 +794,14 @@ class TiledForward {
     return lanes[0];
   }
 
-  // The new running max of a row from the max of its scores in this tile (already times c), or false when
-  // every visible score is -inf (the row stays empty). A NaN score (which max may drop) makes it NaN.
-  bool new_max(A m_old, A tile_max, const A* s, int64_t n, A* m_new) const {
+  // The new running max of a row from the max of its scores in this tile (already in base-2 units), or
+  // false when every visible score is -inf (the row stays empty). A NaN score (which max may drop) makes it
+  // NaN.
+  bool new_max(A m_old, A tile_max, const A* s, int64_t a, int64_t e, A* m_new) const {
     A m = tile_max > m_old ? tile_max : m_old;
     if (m == -std::numeric_limits<A>::infinity()) {
       bool nan = false;
-      for (int64_t j = 0; j < n; ++j) nan = nan || std::isnan(s[j]);
+      for (int64_t j = a; j < e; ++j) nan = nan || std::isnan(s[j]);
       if (!nan) return false;
       m = std::numeric_limits<A>::quiet_NaN();
     }
@@ -637,39 +809,45 @@ class TiledForward {
     return true;
   }
 
-  // Online softmax update of the MR rows of a block, row r over its n[r] visible raw scores S[r][0, n[r])
-  // (q . k, unscaled): turns S into probabilities, updates each row's max m and sum l, and gives the factor
+  // Online softmax update of the MR rows of a block, row r over its visible scores S[r][a[r], e[r]):
+  // turns S into probabilities, updates each row's max m and sum l, and gives the factor
   // alpha = 2^(m - m') by which the row's output accumulators must be rescaled. live[r] is false when the
-  // row sees nothing here or every visible score is -inf (the row adds nothing); a NaN score makes the
-  // row NaN. vmax, when given, holds the rows' lane-wise maxima of S already (full blocks, from the Q K^T
-  // epilogue). The rows advance in lockstep, so their dependency chains overlap; every row goes through
-  // the same operations in the same order whatever its neighbours, so results do not depend on the block.
-  // The scale is folded into the exponent: p = 2^(fma(s, c, -m')) with c = |scale| * log2(e) (q carries
-  // the sign) rounds once, and the rounding of m' is common to the whole row, so it cancels in O / l.
-  void softmax_rows(const Workspace& ws, int64_t rb, const int64_t* n, const V* vmax_in, A* alpha,
-                    bool* live) const {
+  // row sees nothing here or every visible score is -inf (the row adds nothing); a NaN score makes the row
+  // NaN. Scores times c are in base-2 units: c = |scale| log2(e) on raw scores (q carries the scale's sign),
+  // 1 after transform_row. vmax, when given, holds the rows' lane-wise maxima of S (full blocks, from the
+  // Q K^T epilogue). The rows advance in lockstep, so that their dependency chains overlap; every row goes
+  // through the same operations in the same order whatever its neighbours.
+  // p = 2^(fma(s, c, -m')) rounds once, and the rounding of m' is common to the whole row: it cancels in
+  // O / l.
+  void softmax_rows(const Workspace& ws, int64_t rb, const int64_t* a, const int64_t* e, const V* vmax_in, A c,
+                    A* alpha, bool* live) const {
     const A neg_inf = -std::numeric_limits<A>::infinity();
     const int64_t lds = tiles_.block_k;
-    int64_t nv[MR];
-    int tail[MR];  // valid lanes of each row's last vector
-    int64_t nv_max = 0;
+    int64_t v0[MR], v1[MR];  // each row's vectors [v0, v1)
+    int64_t v_lo = std::numeric_limits<int64_t>::max(), v_hi = 0;
     for (int r = 0; r < MR; ++r) {
-      nv[r] = ceil_div(n[r], W);
-      tail[r] = static_cast<int>(n[r] - (nv[r] - 1) * W);
-      nv_max = std::max(nv_max, nv[r]);
+      v0[r] = a[r] / W;
+      v1[r] = e[r] > a[r] ? ceil_div(e[r], W) : v0[r];
+      if (v1[r] > v0[r]) v_lo = std::min(v_lo, v0[r]), v_hi = std::max(v_hi, v1[r]);
     }
+    // Keys outside [a, e) are not visible: selected away, never added to (a NaN there must not reach the
+    // row).
+    const auto visible = [&](int r, int64_t v, V x) {
+      if (v == v1[r] - 1) x = keep_first(x, static_cast<int>(e[r] - v * W), neg_inf);
+      if (v == v0[r] && a[r] > v * W) {
+        x = select_lt(lane_index(A(0)), V::set1(static_cast<A>(a[r] - v * W)), V::set1(neg_inf), x);
+      }
+      return x;
+    };
     V vmax[MR];
     if (vmax_in != nullptr) {
       for (int r = 0; r < MR; ++r) vmax[r] = vmax_in[r];
     } else {
       for (int r = 0; r < MR; ++r) vmax[r] = V::set1(neg_inf);
-      for (int64_t v = 0; v < nv_max; ++v) {
+      for (int64_t v = v_lo; v < v_hi; ++v) {
         for (int r = 0; r < MR; ++r) {
-          if (v >= nv[r]) continue;
-          V x = V::load(ws.s + r * lds + v * W);
-          // Keys past n[r] are not visible: selected away, never added to (a NaN there must not reach the row).
-          if (v == nv[r] - 1) x = keep_first(x, tail[r], neg_inf);
-          vmax[r] = max(vmax[r], x);
+          if (v < v0[r] || v >= v1[r]) continue;
+          vmax[r] = max(vmax[r], visible(r, v, V::load(ws.s + r * lds + v * W)));
         }
       }
     }
@@ -677,11 +855,11 @@ class TiledForward {
     for (int r = 0; r < MR; ++r) {
       live[r] = false;
       neg_m[r] = V::zero();
-      if (n[r] == 0) continue;
+      if (e[r] <= a[r]) continue;
       const A m_old = ws.m[rb + r];
       A m_new;
       // c >= 0, so max(s) * c = max(s * c): rounding is monotonic.
-      if (!new_max(m_old, reduce_max(vmax[r]) * c_, ws.s + r * lds, n[r], &m_new)) continue;
+      if (!new_max(m_old, reduce_max(vmax[r]) * c, ws.s + r * lds, a[r], e[r], &m_new)) continue;
       live[r] = true;
       // alpha = 2^(m - m'): exactly 1 when the max did not change and 0 on the row's first tile (exp2 gives
       // those same values; skipping it there changes no bit).
@@ -689,16 +867,14 @@ class TiledForward {
       ws.m[rb + r] = m_new;
       neg_m[r] = V::set1(-m_new);
     }
-    const V cv = V::set1(c_);
+    const V cv = V::set1(c);
     V vsum[MR];
     for (int r = 0; r < MR; ++r) vsum[r] = V::zero();
-    for (int64_t v = 0; v < nv_max; ++v) {
+    for (int64_t v = v_lo; v < v_hi; ++v) {
       for (int r = 0; r < MR; ++r) {
-        if (!live[r] || v >= nv[r]) continue;
+        if (!live[r] || v < v0[r] || v >= v1[r]) continue;
         A* s = ws.s + r * lds + v * W;
-        V x = fmadd(V::load(s), cv, neg_m[r]);  // x = s * c - m'
-        if (v == nv[r] - 1) x = keep_first(x, tail[r], neg_inf);
-        const V pv = exp2(x);  // p = 2^x, exactly 0 for the keys past n
+        const V pv = exp2(visible(r, v, fmadd(V::load(s), cv, neg_m[r])));  // p = 2^(s c - m'), 0 off range
         pv.store(s);
         vsum[r] = add(vsum[r], pv);
       }
@@ -710,7 +886,7 @@ class TiledForward {
 
   void finish(const Workspace& ws, int64_t b, int64_t g, int64_t i0, int64_t nq, int64_t nrows) const {
     for (int64_t r = 0; r < nrows; ++r) {
-      write_result(b, g * group_ + r / nq, i0 + r % nq, ws.o + r * dvp_, ws.m[r], ws.l[r]);
+      write_result(b, head_of(g, r, nq), i0 + r % nq, ws.o + r * dvp_, ws.m[r], ws.l[r]);
     }
   }
 
@@ -718,29 +894,32 @@ class TiledForward {
   // -inf. Overwrites o when l == 0.
   void write_result(int64_t b, int64_t h, int64_t i, A* o, A m, A l) const {
     constexpr double kLn2 = 0.6931471805599453;
-    const int64_t obase = b * p_.out_batch_stride + h * p_.out_head_stride + i * p_.out_seq_stride;
     if (l == A(0)) std::fill(o, o + dvp_, A(0));  // 0 / 1 = +0
-    write_row<A, T>(p_.out, obase, p_.out_dim_stride, p_.head_dim_v, o, l == A(0) ? A(1) : l);
+    write_row<A, T>(p_.out, geo_.out_at(b, h, i), p_.out_dim_stride, p_.head_dim_v, o, l == A(0) ? A(1) : l);
     if (p_.lse != nullptr) {
       using L = std::conditional_t<std::is_same_v<T, double>, double, float>;
       const double lse = l == A(0) ? -std::numeric_limits<double>::infinity()
                                    : static_cast<double>(m) * kLn2 + std::log(static_cast<double>(l));
-      const int64_t li = b * p_.lse_batch_stride + h * p_.lse_head_stride + i * p_.lse_seq_stride;
-      detail::store_elem<L>(p_.lse, li, static_cast<L>(lse));
+      detail::store_elem<L>(p_.lse, geo_.lse_at(b, h, i), static_cast<L>(lse));
     }
   }
 
   const Params& p_;
+  detail::Geometry geo_;
+  detail::MaskSummary mask_;
   int threads_;
   int64_t group_;
   int64_t dvp_;
   detail::TileShape tiles_;
   int64_t q_blocks_;
   int64_t rows_cap_;
-  A c_;            // |scale| * log2(e): scores times c are in base-2 units
-  bool negate_q_;  // a negative scale's sign is carried by q, so that c >= 0
-  bool decode_;    // few rows per kv head: q . k as dot products on K rows, keys split in chunks
-  int64_t dqp_;    // stride of the packed q rows (padded to whole vectors when decoding)
+  A c_;              // |scale| * log2(e): raw scores times c are in base-2 units
+  A scale_abs_;      // |scale|
+  bool negate_q_;    // a negative scale's sign is carried by q, so that c >= 0
+  bool transform_;   // element-wise options (mask, bias, ALiBi, softcap) transform the scores
+  bool may_mask_values_;  // mask or bias: a key inside a row's range may be masked
+  bool decode_;      // few rows per kv head: q . k as dot products on K rows, keys split in chunks
+  int64_t dqp_;      // stride of the packed q rows (padded to whole vectors when decoding)
   detail::DecodeSplit split_;
 };
 
@@ -762,7 +941,7 @@ void tiled_attention(const Params& p, int threads) {
   }
 }
 
-TileInfo tiled_tile_info(const Params& p, int threads) {
+TileInfo tiled_tile_info(const Params& p, int threads) {  // NOLINT
   switch (p.dtype) {
     case DType::kFloat64:
       return TiledForward<double, double>(p, threads).tile_info();

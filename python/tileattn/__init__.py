@@ -9,7 +9,7 @@
 """
 
 from . import reference
-from ._api import LAYOUTS, attention, get_num_threads, set_num_threads
+from ._api import LAYOUTS, attention, attention_varlen, get_num_threads, set_num_threads
 from ._config import show_config
 from ._core import __version__
 
@@ -17,6 +17,7 @@ __all__ = [
     "LAYOUTS",
     "__version__",
     "attention",
+    "attention_varlen",
     "get_num_threads",
     "reference",
     "set_num_threads",

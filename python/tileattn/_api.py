@@ -76,10 +76,127 @@ def check_scale(scale: Any, head_dim: int) -> float:
     return value
 
 
-def check_causal(causal: Any) -> bool:
+CAUSAL_VALUES = (False, True, "bottom_right", "top_left")
+
+
+def check_causal(causal: Any) -> tuple[bool, bool]:
+    """(causal, top-left aligned) from False, True / "bottom_right", or "top_left"."""
     if isinstance(causal, (bool, np.bool_)):
-        return bool(causal)
-    raise TypeError(f"causal must be True or False, got {causal!r}")
+        return bool(causal), False
+    if isinstance(causal, str):
+        if causal == "bottom_right":
+            return True, False
+        if causal == "top_left":
+            return True, True
+        raise ValueError(f"causal must be one of {CAUSAL_VALUES}, got {causal!r}")
+    raise TypeError(f"causal must be one of {CAUSAL_VALUES}, got {causal!r}")
+
+
+def _bound(value: Any, name: str) -> int:
+    """A window bound: an int >= 0, or -1 / None for unbounded (returned as -1)."""
+    if value is None:
+        return -1
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int >= -1 or None, got a bool")
+    try:
+        n = operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be an int >= -1 or None, got {type(value).__name__}"
+        ) from None
+    if n < -1:
+        raise ValueError(f"{name} must be >= 0, or -1 / None for unbounded; got {n}")
+    return n
+
+
+def check_window(window: Any) -> tuple[int, int]:
+    """(left, right) keys around each query's diagonal, -1 = unbounded."""
+    if window is None:
+        return -1, -1
+    if isinstance(window, (str, bytes)) or not hasattr(window, "__len__") or len(window) != 2:
+        raise ValueError(
+            f"window must be a pair (left, right) of ints (-1 or None = unbounded), got {window!r}"
+        )
+    return _bound(window[0], "window[0] (left)"), _bound(window[1], "window[1] (right)")
+
+
+def _broadcast_4d(x: np.ndarray, target: tuple[int, ...], name: str) -> np.ndarray:
+    try:
+        return np.broadcast_to(x, target)
+    except ValueError:
+        raise ValueError(
+            f"{name} of shape {x.shape} does not broadcast to (B, Hq, Sq, Sk) = {target}"
+        ) from None
+
+
+def check_mask(mask: Any, target: tuple[int, ...]) -> np.ndarray | None:
+    """A (B, Hq, Sq, Sk) view of a boolean mask (True = may attend), broadcast dims with zero strides."""
+    if mask is None:
+        return None
+    m = as_array(mask, "mask")
+    if m.dtype != np.bool_:
+        raise TypeError(
+            f"mask must be a boolean array (True = may attend), got dtype {m.dtype}; "
+            "for an additive mask use bias="
+        )
+    return _broadcast_4d(m, target, "mask").view(np.uint8)
+
+
+def check_bias(bias: Any, target: tuple[int, ...]) -> tuple[np.ndarray | None, int]:
+    """A (B, Hq, Sq, Sk) view of a float bias and its dtype code."""
+    if bias is None:
+        return None, 0
+    x = as_array(bias, "bias")
+    if x.dtype.kind not in "fV" or (x.dtype.kind == "V" and x.dtype.name != "bfloat16"):
+        raise TypeError(f"bias must be a float array ({_DTYPE_NAMES}), got dtype {x.dtype}")
+    code = dtype_code(x.dtype, "bias")
+    return kernel_ready(_broadcast_4d(x, target, "bias")), code
+
+
+def check_alibi(slopes: Any, batch: int, heads: int) -> np.ndarray | None:
+    """ALiBi slopes as a contiguous float64 (1 or B, Hq) array."""
+    if slopes is None:
+        return None
+    x = as_array(slopes, "alibi_slopes")
+    if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
+        raise TypeError(f"alibi_slopes must be a real array, got dtype {x.dtype}")
+    if x.shape == (heads,):
+        x = x[None]
+    elif x.shape != (batch, heads):
+        raise ValueError(
+            f"alibi_slopes must have shape (Hq,) = ({heads},) or (B, Hq) = ({batch}, {heads}); got {x.shape}"
+        )
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    if not np.isfinite(x).all():
+        raise ValueError("alibi_slopes must be finite")
+    return x
+
+
+def check_softcap(softcap: Any) -> float:
+    """0 (off) for None, else a finite float >= 0."""
+    if softcap is None:
+        return 0.0
+    if isinstance(softcap, (bool, np.bool_)) or not isinstance(softcap, numbers.Real):
+        raise TypeError(f"softcap must be a real number or None, got {type(softcap).__name__}")
+    value = float(softcap)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"softcap must be finite and >= 0 (0 or None = off), got {value}")
+    return value
+
+
+def check_lengths(x: Any, name: str, batch: int, limit: int) -> np.ndarray | None:
+    """Per-sequence lengths as a contiguous int64 (B,) array with values in [0, limit]."""
+    if x is None:
+        return None
+    a = as_array(x, name)
+    if a.dtype.kind not in "iu" or a.dtype == np.bool_:
+        raise TypeError(f"{name} must be an integer array, got dtype {a.dtype}")
+    if a.shape != (batch,):
+        raise ValueError(f"{name} must have shape (B,) = ({batch},); got {a.shape}")
+    a = np.ascontiguousarray(a, dtype=np.int64)
+    if a.size and (a.min() < 0 or a.max() > limit):
+        raise ValueError(f"{name} must lie in [0, {limit}]; got values from {a.min()} to {a.max()}")
+    return a
 
 
 def check_num_threads(num_threads: Any) -> int:
@@ -194,14 +311,21 @@ def attention(
     k: Any,
     v: Any,
     *,
-    causal: bool = False,
+    causal: bool | str = False,
     scale: float | None = None,
     layout: str = "bhsd",
+    window: tuple[int | None, int | None] | None = None,
+    mask: Any = None,
+    bias: Any = None,
+    alibi_slopes: Any = None,
+    softcap: float | None = None,
+    q_lengths: Any = None,
+    kv_lengths: Any = None,
     return_lse: bool = False,
     out: np.ndarray | None = None,
     num_threads: int | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Exact softmax attention ``softmax(scale * q @ k^T) @ v``, computed in tiles.
+    """Exact softmax attention ``softmax(scale * q @ k^T + bias) @ v``, computed in tiles.
 
     Shapes (``layout="bhsd"``, the default; ``"bshd"`` swaps the head and sequence axes):
     q ``(B, Hq, Sq, D)``, k ``(B, Hkv, Sk, D)``, v ``(B, Hkv, Sk, Dv)`` -> out ``(B, Hq, Sq, Dv)``.
@@ -211,23 +335,112 @@ def attention(
     Args:
         q, k, v: float32, float64, float16 or bfloat16 (``ml_dtypes``) arrays of one dtype, any strides.
             float16 and bfloat16 accumulate in float32; the output has the input dtype.
-        causal: query ``i`` sees keys ``j <= i + (Sk - Sq)`` (bottom-right, as FlashAttention); a row
-            that sees no key outputs 0 and has LSE -inf.
+        causal: ``True`` / ``"bottom_right"``: query ``i`` sees keys ``j <= i + (Sk - Sq)`` (as
+            FlashAttention); ``"top_left"``: ``j <= i`` (as torch's ``is_causal``); ``False``: all keys.
         scale: multiplies the scores; default ``1 / sqrt(D)``. Any finite value.
         layout: ``"bhsd"`` or ``"bshd"``.
-        return_lse: also return ``lse = log(sum_j exp(scale * q . k_j))`` over the visible keys, shape
+        window: ``(left, right)``: query ``i`` sees keys ``i + d - left <= j <= i + d + right`` with
+            ``d = Sk - Sq`` (0 under ``"top_left"``); -1 or None = unbounded. ``causal=True`` equals
+            ``window=(-1, 0)``; both together intersect.
+        mask: boolean array broadcastable to ``(B, Hq, Sq, Sk)``, True = may attend (torch's convention).
+        bias: float array broadcastable to ``(B, Hq, Sq, Sk)``, added to the scaled scores (-inf masks).
+        alibi_slopes: ``(Hq,)`` or ``(B, Hq)``: adds ``-slope * |i + d - j|`` to the scaled scores.
+        softcap: if > 0, scores become ``softcap * tanh(scores / softcap)`` (after scaling, before
+            bias, ALiBi and masks).
+        q_lengths, kv_lengths: integer ``(B,)`` arrays for padded batches: rows at or past
+            ``q_lengths[b]`` output 0 (LSE -inf); keys at or past ``kv_lengths[b]`` are never read; the
+            causal/window offset of sequence ``b`` is ``kv_lengths[b] - q_lengths[b]``.
+        return_lse: also return ``lse = log(sum_j exp(score_j))`` over the visible keys, shape
             ``(B, Hq, Sq)`` (leading dims follow the rank), float32 (float64 for float64 inputs).
         out: array of the output's exact shape and dtype (any strides) that receives the result.
         num_threads: threads for this call; default :func:`get_num_threads`.
+
+    A row that sees no key, however it is masked (only -inf masks; very negative finite scores are a
+    normal row), outputs exactly +0.0 with LSE -inf, never NaN. Broadcast mask and bias dimensions are
+    read with zero strides, never materialised; KV tiles that the window, causality, lengths or the mask
+    hide wholly are skipped.
 
     Returns:
         ``out``, or ``(out, lse)`` with ``return_lse=True``. Inputs are never modified.
 
     Raises:
-        ValueError: bad shapes, layout, scale or thread count. TypeError: unsupported or mixed dtypes.
-        MemoryError: the output or scratch memory cannot be allocated.
+        ValueError: bad shapes, layout, options or thread count. TypeError: unsupported or mixed
+        dtypes. MemoryError: the output or scratch memory cannot be allocated.
     """
-    return attention_impl(q, k, v, causal, scale, layout, return_lse, out, num_threads)
+    return attention_impl(
+        q,
+        k,
+        v,
+        causal,
+        scale,
+        layout,
+        return_lse,
+        out,
+        num_threads,
+        window=window,
+        mask=mask,
+        bias=bias,
+        alibi_slopes=alibi_slopes,
+        softcap=softcap,
+        q_lengths=q_lengths,
+        kv_lengths=kv_lengths,
+    )
+
+
+def _check_same_dtype(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> int:
+    code = dtype_code(q.dtype, "q")
+    for name, x in (("k", k), ("v", v)):
+        if dtype_code(x.dtype, name) != code:
+            raise TypeError(
+                f"{name} has dtype {x.dtype} but q has dtype {q.dtype}; q, k and v must share one "
+                f"dtype (convert explicitly, e.g. {name}.astype(q.dtype))"
+            )
+    return code
+
+
+def _result_arrays(out: Any, out_shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """The array that receives the result: a new one, or `out` after its checks."""
+    if out is None:
+        return np.empty(out_shape, dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a NumPy array, got {type(out).__name__}")
+    if out.shape != out_shape:
+        raise ValueError(f"out must have shape {out_shape} (the output's shape); got {out.shape}")
+    if _native(out.dtype) != dtype:
+        raise TypeError(f"out must have dtype {dtype} (the inputs' dtype); got {out.dtype}")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
+    return out
+
+
+def _run_core(
+    q4, k4, v4, result, result4, out, inputs, lse, code, scale, causal, threads, path, isa, **kw
+):
+    """Calls the core on (B, H, S, D) views; computes aside when `out` overlaps an input or cannot be
+    written in place, then copies."""
+    target, target4 = result, result4
+    if out is not None and (
+        not _writable_in_place(out) or any(np.may_share_memory(out, x) for x in inputs)
+    ):
+        target = np.empty(result.shape, _native(result.dtype))  # computed aside, then copied into out
+        target4 = kw.pop("_to4")(target)
+    kw.pop("_to4", None)
+    _core.attention(
+        kernel_ready(q4),
+        kernel_ready(k4),
+        kernel_ready(v4),
+        target4,
+        lse,
+        code,
+        scale,
+        causal,
+        threads,
+        _PATHS[path],
+        _ISAS[isa],
+        **kw,
+    )
+    if target is not result:
+        np.copyto(result, target)
 
 
 def attention_impl(
@@ -242,68 +455,232 @@ def attention_impl(
     num_threads: Any,
     path: str = "auto",
     isa: str = "auto",
+    *,
+    window: Any = None,
+    mask: Any = None,
+    bias: Any = None,
+    alibi_slopes: Any = None,
+    softcap: Any = None,
+    q_lengths: Any = None,
+    kv_lengths: Any = None,
+    align: str | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """attention() with the kernel path and instruction set selectable (for tests and benchmarks)."""
+    """attention() with the kernel path and instruction set selectable (tests and benchmarks), and the
+    diagonal's alignment given apart from causality (`align`, for the compat wrappers)."""
     layout = check_layout(layout)
     q, k, v = as_array(q, "q"), as_array(k, "k"), as_array(v, "v")
-    code = dtype_code(q.dtype, "q")
-    for name, x in (("k", k), ("v", v)):
-        if dtype_code(x.dtype, name) != code:
-            raise TypeError(
-                f"{name} has dtype {x.dtype} but q has dtype {q.dtype}; q, k and v must share one "
-                f"dtype (convert explicitly, e.g. {name}.astype(q.dtype))"
-            )
+    code = _check_same_dtype(q, k, v)
     check_shapes(q, k, v, layout)
-    causal = check_causal(causal)
+    is_causal, top_left = check_causal(causal)
+    if align is not None:
+        top_left = align == "top_left"
+    left, right = check_window(window)
     threads = check_num_threads(num_threads)
     rank = q.ndim
     q4, k4, v4 = to_bhsd(q, layout), to_bhsd(k, layout), to_bhsd(v, layout)
     b, hq, sq, d = q4.shape
+    sk = k4.shape[2]
     scale = check_scale(scale, d)
+    target = (b, hq, sq, sk)
+    mask4 = check_mask(mask, target)
+    bias4, bias_code = check_bias(bias, target)
+    slopes = check_alibi(alibi_slopes, b, hq)
+    cap = check_softcap(softcap)
+    ql = check_lengths(q_lengths, "q_lengths", b, sq)
+    kl = check_lengths(kv_lengths, "kv_lengths", b, sk)
     dtype = _native(q.dtype)
     out_shape = from_bhsd_shape((b, hq, sq, v4.shape[3]), layout, rank)
-
-    if out is None:
-        result = np.empty(out_shape, dtype)
-    else:
-        if not isinstance(out, np.ndarray):
-            raise TypeError(f"out must be a NumPy array, got {type(out).__name__}")
-        if out.shape != out_shape:
-            raise ValueError(
-                f"out must have shape {out_shape} (the output's shape); got {out.shape}"
-            )
-        if _native(out.dtype) != dtype:
-            raise TypeError(f"out must have dtype {dtype} (the inputs' dtype); got {out.dtype}")
-        if not out.flags.writeable:
-            raise ValueError("out is read-only")
-        result = out
+    result = _result_arrays(out, out_shape, dtype)
     lse_dtype = np.float64 if dtype == np.float64 else np.float32
     lse = np.empty((b, hq, sq), lse_dtype) if return_lse else None
 
     if b * hq * sq > 0:
-        target = result
-        if out is not None and (
-            not _writable_in_place(out) or any(np.may_share_memory(out, x) for x in (q, k, v))
-        ):
-            target = np.empty(out_shape, dtype)  # computed aside, then copied into out
-        _core.attention(
-            kernel_ready(q4),
-            kernel_ready(k4),
-            kernel_ready(v4),
-            to_bhsd(target, layout),
+        _run_core(
+            q4,
+            k4,
+            v4,
+            result,
+            to_bhsd(result, layout),
+            out,
+            (q, k, v),
             lse,
             code,
             scale,
-            causal,
+            is_causal,
             threads,
-            _PATHS[path],
-            _ISAS[isa],
+            path,
+            isa,
+            _to4=lambda x: to_bhsd(x, layout),
+            top_left=top_left,
+            window_left=left,
+            window_right=right,
+            q_lengths=ql,
+            kv_lengths=kl,
+            mask=mask4,
+            bias=bias4,
+            bias_dtype=bias_code,
+            alibi_slopes=slopes,
+            softcap=cap,
         )
-        if target is not result:
-            np.copyto(result, target)
     if not return_lse:
         return result
     return result, lse.reshape(lse.shape[4 - rank :])
+
+
+def check_cu_seqlens(cu: Any, name: str, total: int) -> np.ndarray:
+    """Offsets of packed sequences: integers, shape (B + 1,), from 0 to `total`, non-decreasing."""
+    a = as_array(cu, name)
+    if a.dtype.kind not in "iu" or a.dtype == np.bool_:
+        raise TypeError(f"{name} must be an int32 or int64 array, got dtype {a.dtype}")
+    if a.ndim != 1 or a.shape[0] < 1:
+        raise ValueError(f"{name} must have shape (B + 1,), got {a.shape}")
+    a = np.ascontiguousarray(a, dtype=np.int64)
+    if a[0] != 0:
+        raise ValueError(f"{name} must start at 0, got {a[0]}")
+    if np.any(np.diff(a) < 0):
+        raise ValueError(f"{name} must be non-decreasing")
+    if a[-1] != total:
+        raise ValueError(f"{name} must end at the total length {total}, got {a[-1]}")
+    return a
+
+
+def attention_varlen(
+    q: Any,
+    k: Any,
+    v: Any,
+    cu_seqlens_q: Any,
+    cu_seqlens_k: Any,
+    *,
+    causal: bool | str = False,
+    scale: float | None = None,
+    window: tuple[int | None, int | None] | None = None,
+    alibi_slopes: Any = None,
+    softcap: float | None = None,
+    return_lse: bool = False,
+    out: np.ndarray | None = None,
+    num_threads: int | None = None,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Attention over packed sequences of different lengths (FlashAttention's varlen layout).
+
+    q ``(total_q, Hq, D)``, k ``(total_k, Hkv, D)``, v ``(total_k, Hkv, Dv)``; sequence ``b`` holds query
+    rows ``cu_seqlens_q[b]:cu_seqlens_q[b+1]`` and keys ``cu_seqlens_k[b]:cu_seqlens_k[b+1]``, int32 or
+    int64 offsets of shape ``(B + 1,)`` from 0 to the totals. Every option applies per sequence (the
+    causal/window diagonal of sequence ``b`` sits at ``i + len_k(b) - len_q(b)``, or ``i`` for
+    ``"top_left"``); zero-length sequences are allowed. Returns out ``(total_q, Hq, Dv)`` and, with
+    ``return_lse``, lse ``(Hq, total_q)``.
+    """
+    return varlen_impl(
+        q,
+        k,
+        v,
+        cu_seqlens_q,
+        cu_seqlens_k,
+        causal=causal,
+        scale=scale,
+        window=window,
+        alibi_slopes=alibi_slopes,
+        softcap=softcap,
+        return_lse=return_lse,
+        out=out,
+        num_threads=num_threads,
+    )
+
+
+def varlen_impl(
+    q,
+    k,
+    v,
+    cu_seqlens_q,
+    cu_seqlens_k,
+    *,
+    causal=False,
+    scale=None,
+    window=None,
+    alibi_slopes=None,
+    softcap=None,
+    return_lse=False,
+    out=None,
+    num_threads=None,
+    path="auto",
+    isa="auto",
+    align=None,
+):
+    """attention_varlen() with the kernel path and alignment selectable."""
+    q, k, v = as_array(q, "q"), as_array(k, "k"), as_array(v, "v")
+    code = _check_same_dtype(q, k, v)
+    for name, x, dims in (
+        ("q", q, "(total_q, Hq, D)"),
+        ("k", k, "(total_k, Hkv, D)"),
+        ("v", v, "(total_k, Hkv, Dv)"),
+    ):
+        if x.ndim != 3:
+            raise ValueError(f"{name} must have shape {dims}; got {x.shape}")
+    tq, hq, d = q.shape
+    tk, hkv, dk = k.shape
+    if d < 1:
+        raise ValueError(f"q must have shape (total_q, Hq, D) with D >= 1; got {q.shape}")
+    if dk != d:
+        raise ValueError(f"k must have shape (total_k, Hkv, D) = (*, *, {d}); got {k.shape}")
+    if v.shape[:2] != (tk, hkv):
+        raise ValueError(f"v must have shape (total_k, Hkv, Dv) = ({tk}, {hkv}, *); got {v.shape}")
+    if v.shape[2] < 1:
+        raise ValueError(f"v must have shape (total_k, Hkv, Dv) with Dv >= 1; got {v.shape}")
+    if (hkv == 0 and hq > 0) or (hkv > 0 and hq % hkv != 0):
+        raise ValueError(
+            f"the number of k/v heads (Hkv = {hkv}) must divide the number of q heads (Hq = {hq})"
+        )
+    cq = check_cu_seqlens(cu_seqlens_q, "cu_seqlens_q", tq)
+    ck = check_cu_seqlens(cu_seqlens_k, "cu_seqlens_k", tk)
+    if cq.shape != ck.shape:
+        raise ValueError(
+            f"cu_seqlens_q and cu_seqlens_k must have the same shape (B + 1,); got {cq.shape} and {ck.shape}"
+        )
+    batch = cq.shape[0] - 1
+    is_causal, top_left = check_causal(causal)
+    if align is not None:
+        top_left = align == "top_left"
+    left, right = check_window(window)
+    threads = check_num_threads(num_threads)
+    scale = check_scale(scale, d)
+    slopes = check_alibi(alibi_slopes, batch, hq)
+    cap = check_softcap(softcap)
+    dtype = _native(q.dtype)
+    result = _result_arrays(out, (tq, hq, v.shape[2]), dtype)
+    lse_dtype = np.float64 if dtype == np.float64 else np.float32
+    lse = np.empty((hq, tq), lse_dtype) if return_lse else None
+
+    def to4(x):  # (total, H, D) -> (1, H, total, D)
+        return x.transpose(1, 0, 2)[None]
+
+    if tq * hq > 0 and batch > 0:
+        _run_core(
+            to4(q),
+            to4(k),
+            to4(v),
+            result,
+            to4(result),
+            out,
+            (q, k, v),
+            None if lse is None else lse[None],
+            code,
+            scale,
+            is_causal,
+            threads,
+            path,
+            isa,
+            _to4=to4,
+            top_left=top_left,
+            window_left=left,
+            window_right=right,
+            cu_seqlens_q=cq,
+            cu_seqlens_k=ck,
+            alibi_slopes=slopes,
+            softcap=cap,
+        )
+    elif lse is not None:
+        lse.fill(-np.inf)
+        result[...] = 0
+    return (result, lse) if return_lse else result
 
 
 def set_num_threads(n: int) -> None:

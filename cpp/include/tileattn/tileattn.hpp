@@ -56,6 +56,37 @@ struct Params {
   double scale = 0.0;  // any finite value; callers wanting the default pass 1 / sqrt(head_dim)
   bool causal = false;
 
+  // ---- Masking (all optional). Query row i of sequence b sees the keys j with
+  //   i < len_q(b), j < len_k(b), diag - window_left <= j <= diag + window_right, mask[b, h, i, j],
+  // where diag = i + (top_left ? 0 : len_k(b) - len_q(b)), a negative window bound means unbounded and
+  // causal caps window_right at 0. len_q / len_k come from q_lengths / kv_lengths (padded batches: rows
+  // and keys past them exist in memory; such rows output 0 and LSE -inf, such keys are never read), from
+  // cu_seqlens (packed sequences), or are seq_q / seq_k. A row that sees no key, or whose every visible
+  // score is -inf, outputs +0 and LSE -inf.
+  bool top_left = false;
+  int64_t window_left = -1;
+  int64_t window_right = -1;
+  const int64_t* q_lengths = nullptr;   // (batch,), each in [0, seq_q]
+  const int64_t* kv_lengths = nullptr;  // (batch,), each in [0, seq_k]
+  // Packed sequences: sequence b's rows are rows cu_seqlens_q[b] .. cu_seqlens_q[b + 1] - 1 along the seq
+  // axis of q, out and lse (their batch strides are unused), its keys likewise in k and v; (batch + 1,)
+  // non-decreasing offsets from 0 to at most seq_q / seq_k. Both or neither.
+  const int64_t* cu_seqlens_q = nullptr;
+  const int64_t* cu_seqlens_k = nullptr;
+  // Boolean mask over (batch, heads_q, seq_q, seq_k), nonzero = may attend; zero strides broadcast.
+  const uint8_t* mask = nullptr;
+  int64_t mask_batch_stride = 0, mask_head_stride = 0, mask_seq_stride = 0, mask_key_stride = 0;
+  // Additive bias over (batch, heads_q, seq_q, seq_k) of dtype bias_dtype, added to the scaled scores
+  // (-inf masks); zero strides broadcast.
+  const void* bias = nullptr;
+  DType bias_dtype = DType::kFloat32;
+  int64_t bias_batch_stride = 0, bias_head_stride = 0, bias_seq_stride = 0, bias_key_stride = 0;
+  // ALiBi: adds -slope * |diag - j| with slope = alibi_slopes[b * alibi_batch_stride + h * alibi_head_stride].
+  const double* alibi_slopes = nullptr;
+  int64_t alibi_batch_stride = 0, alibi_head_stride = 1;
+  // Soft capping: > 0 turns the scaled score s into softcap * tanh(s / softcap), before bias and ALiBi.
+  double softcap = 0.0;
+
   int num_threads = 0;  // 0 = the process default (see set_num_threads)
   KernelPath path = KernelPath::kAuto;
   Isa isa = Isa::kAuto;

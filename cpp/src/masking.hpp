@@ -1,0 +1,189 @@
+// Where each sequence's rows and keys live (plain, padded or packed batches) and which keys a query row
+// may see. Every structured mask (lengths, causal in either alignment, windows) makes the visible keys of
+// a row one interval [lo, hi); a boolean mask narrows it to its first..last true key and, inside, is
+// applied element by element. Shared by the tiled and the reference kernels; no instruction-set code.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "half.hpp"
+#include "scratch.hpp"
+#include "thread_pool.hpp"
+#include "tileattn/tileattn.hpp"
+
+namespace tileattn::detail {
+
+struct RowRange {
+  int64_t lo;  // first visible key
+  int64_t hi;  // one past the last visible key (hi <= lo: none)
+};
+
+class Geometry {
+ public:
+  explicit Geometry(const Params& p) : p_(p), packed_(p.cu_seqlens_q != nullptr) {
+    left_ = p.window_left >= 0 ? p.window_left : -1;
+    right_ = p.window_right >= 0 ? p.window_right : -1;
+    if (p.causal) right_ = right_ >= 0 ? std::min<int64_t>(right_, 0) : 0;
+    max_rows_ = p.seq_q;
+    max_keys_ = p.seq_k;
+    if (packed_) {
+      max_rows_ = max_keys_ = 0;
+      for (int64_t b = 0; b < p.batch; ++b) {
+        max_rows_ = std::max(max_rows_, p.cu_seqlens_q[b + 1] - p.cu_seqlens_q[b]);
+        max_keys_ = std::max(max_keys_, p.cu_seqlens_k[b + 1] - p.cu_seqlens_k[b]);
+      }
+    }
+  }
+
+  bool packed() const { return packed_; }
+  // Query rows stored for sequence b (rows past len_q(b) exist when the batch is padded).
+  int64_t rows(int64_t b) const { return packed_ ? p_.cu_seqlens_q[b + 1] - p_.cu_seqlens_q[b] : p_.seq_q; }
+  int64_t max_rows() const { return max_rows_; }
+  int64_t max_keys() const { return max_keys_; }
+  int64_t len_q(int64_t b) const { return packed_ ? rows(b) : p_.q_lengths != nullptr ? p_.q_lengths[b] : p_.seq_q; }
+  int64_t len_k(int64_t b) const {
+    if (packed_) return p_.cu_seqlens_k[b + 1] - p_.cu_seqlens_k[b];
+    return p_.kv_lengths != nullptr ? p_.kv_lengths[b] : p_.seq_k;
+  }
+  // The key on query row i's diagonal.
+  int64_t diag(int64_t b, int64_t i) const { return p_.top_left ? i : i + len_k(b) - len_q(b); }
+
+  // Element offsets: of q[b, h, i, 0], of k / v [b, g, 0, 0] (add j * seq stride), out, lse.
+  int64_t q_at(int64_t b, int64_t h, int64_t i) const {
+    return batch_q(b, p_.q_batch_stride) + h * p_.q_head_stride + (row0(b) + i) * p_.q_seq_stride;
+  }
+  int64_t k_at(int64_t b, int64_t g) const {
+    return batch_k(b, p_.k_batch_stride) + g * p_.k_head_stride + key0(b) * p_.k_seq_stride;
+  }
+  int64_t v_at(int64_t b, int64_t g) const {
+    return batch_k(b, p_.v_batch_stride) + g * p_.v_head_stride + key0(b) * p_.v_seq_stride;
+  }
+  int64_t out_at(int64_t b, int64_t h, int64_t i) const {
+    return batch_q(b, p_.out_batch_stride) + h * p_.out_head_stride + (row0(b) + i) * p_.out_seq_stride;
+  }
+  int64_t lse_at(int64_t b, int64_t h, int64_t i) const {
+    return batch_q(b, p_.lse_batch_stride) + h * p_.lse_head_stride + (row0(b) + i) * p_.lse_seq_stride;
+  }
+
+  // Keys row i of sequence b may see by lengths, causality and window (not the boolean mask).
+  RowRange window(int64_t b, int64_t i) const {
+    const int64_t lq = len_q(b);
+    if (i >= lq) return {0, 0};
+    const int64_t lk = len_k(b);
+    const int64_t d = p_.top_left ? i : i + lk - lq;
+    int64_t lo = left_ >= 0 ? std::max<int64_t>(0, d - left_) : 0;
+    int64_t hi = right_ >= 0 ? std::min<int64_t>(lk, d + right_ + 1) : lk;
+    lo = std::min(lo, lk);
+    return {lo, std::max(lo, hi)};
+  }
+
+ private:
+  int64_t row0(int64_t b) const { return packed_ ? p_.cu_seqlens_q[b] : 0; }
+  int64_t key0(int64_t b) const { return packed_ ? p_.cu_seqlens_k[b] : 0; }
+  int64_t batch_q(int64_t b, int64_t stride) const { return packed_ ? 0 : b * stride; }
+  int64_t batch_k(int64_t b, int64_t stride) const { return packed_ ? 0 : b * stride; }
+
+  const Params& p_;
+  bool packed_;
+  int64_t left_, right_;
+  int64_t max_rows_, max_keys_;
+};
+
+// The boolean mask, read once per call: for each of its own (batch, head, row) (broadcast dimensions
+// counted once) the first and one-past-last true key, and one bit per KV tile: does the row see any key
+// of that tile? Tiles a row does not see are skipped; the mask is applied element by element inside.
+class MaskSummary {
+ public:
+  MaskSummary() = default;
+
+  // The bytes needed for a mask over (batch, heads, seq_q, seq_k) with tiles of block_k keys.
+  static std::size_t bytes(const Params& p, int64_t block_k) {
+    const auto cells = static_cast<std::size_t>(extent_b(p) * extent_h(p) * p.seq_q);
+    const auto words = static_cast<std::size_t>(words_per_row(p, block_k));
+    return round_up_bytes(checked_mul(cells, sizeof(RowRange))) + round_up_bytes(checked_mul(cells * words, 8));
+  }
+
+  void build(const Params& p, int64_t block_k, void* memory, int threads) {
+    p_ = &p;
+    block_k_ = block_k;
+    eb_ = extent_b(p), eh_ = extent_h(p);
+    words_ = words_per_row(p, block_k);
+    const int64_t cells = eb_ * eh_ * p.seq_q;
+    Carver c(memory);
+    ranges_ = c.take<RowRange>(static_cast<std::size_t>(cells));
+    bits_ = c.take<uint64_t>(static_cast<std::size_t>(cells * words_));
+    parallel_for(cells, 64, threads, [this, &p](int64_t begin, int64_t end) {
+      for (int64_t cell = begin; cell < end; ++cell) {
+        const int64_t i = cell % p.seq_q;
+        const int64_t h = (cell / p.seq_q) % eh_;
+        const int64_t b = cell / (p.seq_q * eh_);
+        const uint8_t* row = p.mask + b * p.mask_batch_stride + h * p.mask_head_stride + i * p.mask_seq_stride;
+        uint64_t* bits = bits_ + cell * words_;
+        std::fill(bits, bits + words_, uint64_t{0});
+        int64_t lo = p.seq_k, hi = 0;
+        for (int64_t j = 0; j < p.seq_k; ++j) {
+          if (row[j * p.mask_key_stride] == 0) continue;
+          lo = std::min(lo, j);
+          hi = j + 1;
+          const int64_t t = j / block_k_;
+          bits[t / 64] |= uint64_t{1} << (t % 64);
+        }
+        ranges_[cell] = lo < hi ? RowRange{lo, hi} : RowRange{0, 0};
+      }
+    });
+  }
+
+  bool active() const { return p_ != nullptr; }
+  RowRange range(int64_t b, int64_t h, int64_t i) const { return ranges_[cell(b, h, i)]; }
+  bool sees_tile(int64_t b, int64_t h, int64_t i, int64_t tile) const {
+    return ((bits_[cell(b, h, i) * words_ + tile / 64] >> (tile % 64)) & 1) != 0;
+  }
+
+ private:
+  static int64_t extent_b(const Params& p) { return p.mask_batch_stride == 0 ? 1 : p.batch; }
+  static int64_t extent_h(const Params& p) { return p.mask_head_stride == 0 ? 1 : p.heads_q; }
+  static int64_t words_per_row(const Params& p, int64_t block_k) { return (p.seq_k / block_k + 64) / 64; }
+  int64_t cell(int64_t b, int64_t h, int64_t i) const {
+    return ((eb_ == 1 ? 0 : b) * eh_ + (eh_ == 1 ? 0 : h)) * p_->seq_q + i;
+  }
+
+  const Params* p_ = nullptr;
+  int64_t block_k_ = 0, eb_ = 0, eh_ = 0, words_ = 0;
+  RowRange* ranges_ = nullptr;
+  uint64_t* bits_ = nullptr;
+};
+
+// The keys row i of sequence b, head h, may see: the window range narrowed by the mask's.
+inline RowRange visible_range(const Geometry& geo, const MaskSummary& mask, int64_t b, int64_t h, int64_t i) {
+  RowRange r = geo.window(b, i);
+  if (mask.active() && r.lo < r.hi) {
+    const RowRange m = mask.range(b, h, i);
+    r.lo = std::max(r.lo, m.lo);
+    r.hi = std::max(r.lo, std::min(r.hi, m.hi));
+  }
+  return r;
+}
+
+// Element (b, h, i, j) of the bias, converted to double.
+inline double bias_at(const Params& p, int64_t b, int64_t h, int64_t i, int64_t j) {
+  const int64_t at = b * p.bias_batch_stride + h * p.bias_head_stride + i * p.bias_seq_stride + j * p.bias_key_stride;
+  switch (p.bias_dtype) {
+    case DType::kFloat64:
+      return load_elem<double>(p.bias, at);
+    case DType::kFloat16:
+      return to_float(load_elem<Half>(p.bias, at));
+    case DType::kBFloat16:
+      return to_float(load_elem<BFloat16>(p.bias, at));
+    default:
+      return load_elem<float>(p.bias, at);
+  }
+}
+
+inline double alibi_slope(const Params& p, int64_t b, int64_t h) {
+  return p.alibi_slopes[b * p.alibi_batch_stride + h * p.alibi_head_stride];
+}
+
+}  // namespace tileattn::detail
