@@ -9,6 +9,7 @@
 """
 
 from . import reference
+from ._analysis import attention_received, attention_weights, merge_attention
 from ._api import LAYOUTS, attention, attention_varlen, get_num_threads, set_num_threads
 from ._config import show_config
 from ._core import __version__
@@ -17,8 +18,11 @@ __all__ = [
     "LAYOUTS",
     "__version__",
     "attention",
+    "attention_received",
     "attention_varlen",
+    "attention_weights",
     "get_num_threads",
+    "merge_attention",
     "reference",
     "set_num_threads",
     "show_config",

@@ -422,7 +422,9 @@ def _run_core(
     if out is not None and (
         not _writable_in_place(out) or any(np.may_share_memory(out, x) for x in inputs)
     ):
-        target = np.empty(result.shape, _native(result.dtype))  # computed aside, then copied into out
+        target = np.empty(
+            result.shape, _native(result.dtype)
+        )  # computed aside, then copied into out
         target4 = kw.pop("_to4")(target)
     kw.pop("_to4", None)
     _core.attention(
