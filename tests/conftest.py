@@ -173,7 +173,8 @@ def path(request):
 
 
 def run(q, k, v, path=("auto", "auto"), **kw):
-    """tileattn.attention through a chosen kernel path (("tiled", isa) or ("reference", "auto"))."""
+    """tileattn.attention through a chosen kernel path (("tiled", isa) or ("reference", "auto")); every
+    other keyword is an option of attention()."""
     return attention_impl(
         q,
         k,
@@ -186,6 +187,7 @@ def run(q, k, v, path=("auto", "auto"), **kw):
         kw.pop("num_threads", None),
         path[0],
         path[1],
+        **kw,
     )
 
 

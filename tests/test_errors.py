@@ -169,7 +169,9 @@ def test_scale_numpy_scalars(arrays):
 
 @pytest.mark.parametrize("causal", [1, None, 0.0])
 def test_causal_type(arrays, causal):
-    with pytest.raises(TypeError, match=r"causal must be one of \(False, True, 'bottom_right', 'top_left'\)"):
+    with pytest.raises(
+        TypeError, match=r"causal must be one of \(False, True, 'bottom_right', 'top_left'\)"
+    ):
         tileattn.attention(*arrays, causal=causal)
 
 

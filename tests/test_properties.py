@@ -28,8 +28,18 @@ def problems(draw):
     d = draw(st.integers(1, 72))
     dv = draw(st.one_of(st.just(d), st.integers(1, 40)))
     dtype = draw(st.sampled_from(DTYPES))
-    causal = draw(st.booleans())
+    causal = draw(st.sampled_from([False, True, "top_left"]))
     scale = draw(st.one_of(st.none(), st.floats(-2, 2, allow_nan=False)))
+    bound = st.one_of(st.none(), st.just(-1), st.integers(0, 40))
+    window = draw(st.one_of(st.none(), st.tuples(bound, bound)))
+    # Element-wise options: drawn as flags, materialised from the seed below.
+    extras = draw(
+        st.lists(
+            st.sampled_from(["mask", "bias", "alibi", "softcap", "lengths"]),
+            unique=True,
+            max_size=3,
+        )
+    )
     seed = draw(st.integers(0, 2**32 - 1))
     # How each array is laid out in memory: a permutation of its axes, steps and flips.
     layouts = [
@@ -53,6 +63,8 @@ def problems(draw):
         dtype=dtype,
         causal=causal,
         scale=scale,
+        window=window,
+        extras=extras,
         seed=seed,
         layouts=layouts,
     )
@@ -81,7 +93,8 @@ def strided(rng, shape, dtype, perm, steps, flips):
 
 def dot_rounding_bound(q, k, pr, dtype):
     """Per query row: 4u sqrt(D) |scale| ||q_i|| max_j ||k_j||, the classic bound of the rounding of the
-    scores (as (B, Hq, Sq), like the LSE)."""
+    scores (as (B, Hq, Sq), like the LSE); with a bias, ALiBi or softcap, also a few roundings of the
+    largest term they add."""
     from tileattn._api import to_bhsd
 
     q4 = to_bhsd(np.asarray(q).astype(np.float64), pr["layout"])
@@ -93,6 +106,9 @@ def dot_rounding_bound(q, k, pr, dtype):
     scale = 1 / np.sqrt(pr["d"]) if pr["scale"] is None else abs(pr["scale"])
     u = 2.0**-53 if np.dtype(dtype) == np.float64 else 2.0**-24
     bound = 4 * u * np.sqrt(pr["d"]) * scale * np.linalg.norm(q4, axis=-1) * kmax[..., None]
+    bound = bound + 16 * u * (
+        8.0 + pr["sk"] + pr["sq"]
+    )  # bias (|b| < 8), ALiBi (slope < 1, |distance|)
     return bound.reshape(bound.shape[4 - pr["rank"] :])
 
 
@@ -105,17 +121,29 @@ def test_random_problems(path, pr):
     q, k, v = (
         strided(rng, logical_shape(pr, w), dtype, *lay) for w, lay in zip("qkv", pr["layouts"])
     )
-    kw = dict(causal=pr["causal"], scale=pr["scale"], layout=pr["layout"])
+    kw = dict(causal=pr["causal"], scale=pr["scale"], layout=pr["layout"], window=pr["window"])
+    b = pr["b"] if pr["rank"] == 4 else 1
+    if "mask" in pr["extras"]:
+        kw["mask"] = rng.random((pr["sq"], pr["sk"])) > 0.25
+    if "bias" in pr["extras"]:
+        kw["bias"] = rng.standard_normal((pr["hq"], 1, pr["sk"])).astype(np.float32)
+    if "alibi" in pr["extras"]:
+        kw["alibi_slopes"] = rng.random(pr["hq"])
+    if "softcap" in pr["extras"]:
+        kw["softcap"] = float(rng.uniform(0.5, 5))
+    if "lengths" in pr["extras"]:
+        kw["q_lengths"] = rng.integers(0, pr["sq"] + 1, b)
+        kw["kv_lengths"] = rng.integers(0, pr["sk"] + 1, b)
     out, lse = run(q, k, v, path, return_lse=True, **kw)
     contiguous = run(*(np.ascontiguousarray(x) for x in (q, k, v)), path, return_lse=True, **kw)
     assert np.array_equal(out, contiguous[0]) and np.array_equal(lse, contiguous[1])
     ref, ref_lse = oracle(q, k, v, return_lse=True, **kw)
-    if pr["sk"] > 0:
+    if pr["sk"] > 0 and np.isfinite(np.asarray(ref, dtype=np.float64)).all():
         naive, naive_lse = reference.naive_attention(q, k, v, return_lse=True, **kw)
         assert_close(out, ref, naive, dtype, magnitude(q, k, v, **kw), floor_roundings=16)
         assert_lse_close(
             lse, ref_lse, dtype, naive_lse, score_bound=dot_rounding_bound(q, k, pr, dtype)
         )
-    else:
+    elif pr["sk"] == 0:
         assert (out.astype(np.float64) == 0).all()
         assert_lse_close(lse, ref_lse, dtype)

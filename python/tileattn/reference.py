@@ -325,11 +325,15 @@ def attention_varlen(
     q, k, v = (np.asarray(x) for x in (q, k, v))
     cq, ck = np.asarray(cu_seqlens_q), np.asarray(cu_seqlens_k)
     options.pop("num_threads", None)
+    slopes = options.pop("alibi_slopes", None)
     out = np.zeros((q.shape[0], q.shape[1], v.shape[2]))
     lse = np.full((q.shape[1], q.shape[0]), -np.inf)
     for b in range(len(cq) - 1):
         rows, keys = slice(cq[b], cq[b + 1]), slice(ck[b], ck[b + 1])
-        o, l = attention(q[rows], k[keys], v[keys], layout="bshd", return_lse=True, **options)
+        s = None if slopes is None else np.asarray(slopes)[b] if np.ndim(slopes) == 2 else slopes
+        o, l = attention(
+            q[rows], k[keys], v[keys], layout="bshd", return_lse=True, alibi_slopes=s, **options
+        )
         out[rows], lse[:, rows] = o, l
     return (out, lse) if return_lse else out
 

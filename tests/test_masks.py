@@ -1,0 +1,280 @@
+"""Masking options of tileattn.attention against the oracle: causal alignments, windows, boolean masks,
+additive bias, ALiBi, softcap, padded lengths, in every combination, dtype, layout and kernel path; the
+semantics of masked rows and of NaN/inf in masked places; the option errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tileattn
+from tileattn import reference
+
+from conftest import ALL_DTYPES, check_against_oracle, qkv, run
+
+OPTIONS = {
+    "top_left": dict(causal="top_left"),
+    "bottom_right": dict(causal="bottom_right"),
+    "window": dict(window=(7, 3)),
+    "window_left_only": dict(window=(5, None)),
+    "window_right_only": dict(window=(-1, 4)),
+    "causal_window": dict(causal=True, window=(9, 2)),
+    "top_left_window": dict(causal="top_left", window=(6, -1)),
+    "mask": "mask",
+    "bias": "bias",
+    "alibi": "alibi",
+    "alibi_per_batch": "alibi_b",
+    "softcap": dict(softcap=1.7),
+    "lengths": "lengths",
+    "everything": "everything",
+}
+
+
+def options(name, rng, b, hq, sq, sk):
+    """Concrete keyword arguments for an entry of OPTIONS on a (b, hq, sq, sk) problem."""
+    spec = OPTIONS[name]
+    if isinstance(spec, dict):
+        return dict(spec)
+    if spec == "mask":
+        return dict(mask=rng.random((b, 1, sq, sk)) > 0.3)
+    if spec == "bias":
+        return dict(bias=rng.standard_normal((hq, sq, sk)).astype(np.float32))
+    if spec == "alibi":
+        return dict(alibi_slopes=2.0 ** -np.arange(1, hq + 1))
+    if spec == "alibi_b":
+        return dict(alibi_slopes=rng.random((b, hq)), causal=True)
+    if spec == "lengths":
+        return dict(
+            q_lengths=rng.integers(0, sq + 1, b), kv_lengths=rng.integers(0, sk + 1, b), causal=True
+        )
+    return dict(  # everything at once
+        causal=True,
+        window=(11, 0),
+        mask=rng.random((sq, sk)) > 0.2,
+        bias=rng.standard_normal((sq, sk)),
+        alibi_slopes=rng.random(hq),
+        softcap=3.0,
+        q_lengths=rng.integers(1, sq + 1, b),
+        kv_lengths=rng.integers(1, sk + 1, b),
+    )
+
+
+@pytest.mark.parametrize("name", list(OPTIONS))
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+def test_options(rng, path, dtype, name):
+    for sq, sk in [(37, 53), (53, 37), (1, 70)]:
+        q, k, v = qkv(rng, b=2, hq=4, hkv=2, sq=sq, sk=sk, d=24, dtype=dtype)
+        kw = options(name, rng, 2, 4, sq, sk)
+        check_against_oracle(q, k, v, path, **kw)
+
+
+@pytest.mark.parametrize("name", ["window", "mask", "bias", "alibi", "softcap", "everything"])
+@pytest.mark.parametrize("layout", ["bshd", "bhsd"])
+@pytest.mark.parametrize("rank", [2, 3, 4])
+def test_options_layouts_ranks(rng, name, layout, rank):
+    b, hq, hkv = (2, 4, 2) if rank == 4 else (1, 4, 2) if rank == 3 else (1, 1, 1)
+    q, k, v = qkv(
+        rng, b=b, hq=hq, hkv=hkv, sq=40, sk=60, d=16, dtype="float32", layout=layout, rank=rank
+    )
+    kw = options(name, rng, b, hq, 40, 60)
+    if rank < 4:  # masks, bias and lengths of a rank-3/2 problem have no batch dimension
+        for key in ("mask", "bias"):
+            if key in kw and np.ndim(kw[key]) == 4:
+                kw[key] = kw[key][0]
+        if "alibi_slopes" in kw and np.ndim(kw["alibi_slopes"]) == 2:
+            kw["alibi_slopes"] = kw["alibi_slopes"][0]
+        for key in ("q_lengths", "kv_lengths"):
+            if key in kw:
+                kw[key] = kw[key][:1]
+    check_against_oracle(q, k, v, layout=layout, **kw)
+
+
+@pytest.mark.parametrize("sq", [1, 300])
+def test_long_keys_with_options(rng, path, sq):
+    """Several KV tiles, and the decode path with its split keys (sq = 1), under every option."""
+    q, k, v = qkv(rng, b=1, hq=4, hkv=2, sq=sq, sk=3000, d=32, dtype="float32")
+    kw = options("everything", rng, 1, 4, sq, 3000)
+    kw["window"] = (700, 0)
+    check_against_oracle(q, k, v, path, **kw)
+
+
+def test_causal_true_is_window_minus_one_zero(rng, path):
+    q, k, v = qkv(rng, b=1, hq=2, sq=50, sk=80, d=16)
+    assert np.array_equal(run(q, k, v, path, causal=True), run(q, k, v, path, window=(-1, 0)))
+    assert np.array_equal(run(q, k, v, path, causal=True), run(q, k, v, path, window=(None, 0)))
+
+
+def test_top_left_and_bottom_right(rng, path):
+    q, k, v = qkv(rng, b=1, hq=1, sq=4, sk=10, d=8, dtype="float64")
+    tl = run(q, k, v, path, causal="top_left")
+    br = run(q, k, v, path, causal="bottom_right")
+    for i in range(4):  # top-left: row i sees keys 0..i; bottom-right: keys 0..i + 6
+        np.testing.assert_allclose(
+            tl[:, :, i],
+            run(q[:, :, i : i + 1], k[:, :, : i + 1], v[:, :, : i + 1], path)[:, :, 0],
+            rtol=1e-13,
+        )
+        np.testing.assert_allclose(
+            br[:, :, i],
+            run(q[:, :, i : i + 1], k[:, :, : i + 7], v[:, :, : i + 7], path)[:, :, 0],
+            rtol=1e-13,
+        )
+
+
+def test_fully_masked_rows_are_zero(rng, path):
+    """However a row is masked (boolean mask, -inf bias, window past the keys, zero length), it outputs
+    exactly +0.0 and LSE -inf, never NaN."""
+    q, k, v = qkv(rng, b=2, hq=2, sq=6, sk=9, d=8)
+    mask = np.ones((6, 9), bool)
+    mask[1] = False
+    bias = np.zeros((6, 9), np.float32)
+    bias[2] = -np.inf
+    out, lse = run(q, k, v, path, mask=mask, bias=bias, return_lse=True)
+    for row in (1, 2):
+        assert (out[:, :, row] == 0).all() and not np.signbit(out[:, :, row]).any()
+        assert np.isneginf(lse[:, :, row]).all()
+    assert np.isfinite(out).all()
+    out, lse = run(
+        q, k, v, path, q_lengths=np.array([0, 6]), kv_lengths=np.array([9, 0]), return_lse=True
+    )
+    assert (out == 0).all() and np.isneginf(lse).all()
+
+
+def test_very_negative_finite_row_is_normal(rng, path):
+    q, k, v = qkv(rng, b=1, hq=1, sq=3, sk=5, d=4, dtype="float64")
+    bias = np.full((3, 5), -1e30)
+    out, lse = run(q, k, v, path, bias=bias, return_lse=True)
+    ref, ref_lse = reference.attention(q, k, v, bias=bias, return_lse=True)
+    np.testing.assert_allclose(out, ref, rtol=1e-12)
+    assert np.isfinite(lse).all()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_keys_past_kv_lengths_are_never_read(rng, path, bad):
+    """NaN or inf stored past kv_lengths[b] changes no output or LSE bit."""
+    q, k, v = qkv(rng, b=2, hq=2, sq=20, sk=300, d=16)
+    lengths = np.array([120, 250])
+    clean = run(q, k, v, path, kv_lengths=lengths, causal=True, return_lse=True)
+    k2, v2 = k.copy(), v.copy()
+    for b, n in enumerate(lengths):
+        k2[b, :, n:] = bad
+        v2[b, :, n:] = bad
+    dirty = run(q, k2, v2, path, kv_lengths=lengths, causal=True, return_lse=True)
+    assert np.array_equal(clean[0], dirty[0]) and np.array_equal(clean[1], dirty[1])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_masked_non_finite_values_do_not_leak(rng, path, bad):
+    """NaN or inf in a value row that the boolean mask or a -inf bias hides never reaches the row."""
+    q, k, v = qkv(rng, b=1, hq=2, sq=30, sk=90, d=16, dtype="float64")
+    v = v.copy()
+    v[:, :, 40] = bad
+    mask = np.ones((30, 90), bool)
+    mask[:, 40] = False
+    out = run(q, k, v, path, mask=mask)
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out, reference.attention(q, k, v, mask=mask), rtol=1e-10, atol=1e-12)
+    bias = np.zeros((30, 90))
+    bias[:, 40] = -np.inf
+    out = run(q, k, v, path, bias=bias)
+    assert np.isfinite(out).all()
+
+
+def test_broadcast_mask_and_bias_are_not_materialised(rng):
+    """A (B, H, S, S) broadcast of a (S, S) mask and bias: 64 GiB nominal, read with zero strides."""
+    q, k, v = qkv(rng, b=64, hq=64, hkv=8, sq=128, sk=128, d=8)
+    small = rng.random((128, 128)) > 0.5
+    mask = np.broadcast_to(small, (64, 64, 128, 128))
+    bias = np.broadcast_to(
+        rng.standard_normal((1, 64, 1, 128)).astype(np.float32), (64, 64, 128, 128)
+    )
+    out = tileattn.attention(q, k, v, mask=mask, bias=bias)
+    ref = reference.attention(q[:1, :4], k[:1, :1], v[:1, :1], mask=small, bias=bias[:1, :4])
+    np.testing.assert_allclose(out[:1, :4], ref, rtol=2e-5, atol=2e-6)
+
+
+def test_bias_dtypes(rng):
+    q, k, v = qkv(rng, b=1, hq=2, sq=20, sk=30, d=8, dtype="float64")
+    base = rng.standard_normal((20, 30))
+    ref = reference.attention(q, k, v, bias=base.astype(np.float16))
+    for dt in (np.float16, np.float32, np.float64):
+        np.testing.assert_allclose(
+            run(q, k, v, bias=base.astype(dt).astype(np.float64)),
+            reference.attention(q, k, v, bias=base.astype(dt)),
+            rtol=1e-12,
+        )
+    np.testing.assert_allclose(run(q, k, v, bias=base.astype(np.float16)), ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        (dict(window=(1, 2, 3)), ValueError, "window must be a pair"),
+        (dict(window=5), ValueError, "window must be a pair"),
+        (dict(window=(-2, 0)), ValueError, r"window\[0\] \(left\) must be >= 0"),
+        (dict(window=(1.5, 0)), TypeError, r"window\[0\] \(left\) must be an int"),
+        (dict(mask=np.ones((3, 3))), TypeError, "mask must be a boolean array"),
+        (
+            dict(mask=np.ones((5, 5), bool)),
+            ValueError,
+            r"mask of shape \(5, 5\) does not broadcast to",
+        ),
+        (dict(bias=np.ones((8, 10), np.int32)), TypeError, "bias must be a float array"),
+        (dict(bias=np.ones((7, 10))), ValueError, r"bias of shape \(7, 10\) does not broadcast"),
+        (dict(alibi_slopes=np.ones(3)), ValueError, r"alibi_slopes must have shape \(Hq,\)"),
+        (
+            dict(alibi_slopes=np.array([1.0, np.nan, 1, 1])),
+            ValueError,
+            "alibi_slopes must be finite",
+        ),
+        (
+            dict(alibi_slopes=np.array(["a", "b", "c", "d"])),
+            TypeError,
+            "alibi_slopes must be a real array",
+        ),
+        (dict(softcap=-1.0), ValueError, "softcap must be finite and >= 0"),
+        (dict(softcap=float("inf")), ValueError, "softcap must be finite"),
+        (dict(softcap="1"), TypeError, "softcap must be a real number"),
+        (dict(q_lengths=np.array([1.0, 2.0])), TypeError, "q_lengths must be an integer array"),
+        (
+            dict(q_lengths=np.array([1, 2, 3])),
+            ValueError,
+            r"q_lengths must have shape \(B,\) = \(2,\)",
+        ),
+        (dict(kv_lengths=np.array([1, 11])), ValueError, r"kv_lengths must lie in \[0, 10\]"),
+        (dict(q_lengths=np.array([-1, 2])), ValueError, r"q_lengths must lie in \[0, 8\]"),
+    ],
+)
+def test_option_errors(rng, kwargs, error, message):
+    q, k, v = qkv(rng, b=2, hq=4, hkv=2, sq=8, sk=10, d=4)
+    with pytest.raises(error, match=message):
+        tileattn.attention(q, k, v, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["window", "mask", "everything"])
+def test_options_thread_determinism(rng, path, name):
+    q, k, v = qkv(rng, b=2, hq=4, hkv=2, sq=300, sk=400, d=32)
+    kw = options(name, rng, 2, 4, 300, 400)
+    base = run(q, k, v, path, num_threads=1, return_lse=True, **kw)
+    for threads in (2, 3, 7):
+        got = run(q, k, v, path, num_threads=threads, return_lse=True, **kw)
+        assert np.array_equal(got[0], base[0]) and np.array_equal(got[1], base[1])
+
+
+def test_window_skips_work(rng):
+    """A narrow window must cost much less than full causal attention (a complexity check: both timed in
+    the same test; the speed targets themselves are in bench/)."""
+    import time
+
+    q, k, v = qkv(rng, b=1, hq=2, sq=4096, sk=4096, d=64)
+
+    def best(**kw):
+        tileattn.attention(q, k, v, **kw)
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            tileattn.attention(q, k, v, **kw)
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    assert best(causal=True, window=(127, 0)) < 0.5 * best(causal=True)
