@@ -30,7 +30,7 @@ def test_merge_equals_attention_over_the_union(rng, dtype, layout):
     tol = 1e-12 if dtype == "float64" else 1e-5 if dtype == "float32" else 2e-2
     np.testing.assert_allclose(out.astype(np.float64), ref, rtol=tol, atol=tol)
     np.testing.assert_allclose(lse, ref_lse, rtol=tol, atol=tol)
-    ro, rl = reference.merge_attention(outs, lses, layout=layout)
+    ro, _rl = reference.merge_attention(outs, lses, layout=layout)
     np.testing.assert_allclose(out.astype(np.float64), ro, rtol=tol, atol=tol)
 
 
