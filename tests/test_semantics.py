@@ -11,7 +11,7 @@ import pytest
 import tileattn
 from tileattn import reference
 
-from conftest import ALL_DTYPES, check_against_oracle, dtype_of, qkv, run
+from conftest import ALL_DTYPES, CAPS, check_against_oracle, dtype_of, qkv, rel_err, run
 
 
 @pytest.mark.parametrize("dtype", ALL_DTYPES)
@@ -223,3 +223,29 @@ def test_torch_causal_is_top_left(rng):
     assert not np.allclose(ours_bottom_right, theirs, atol=1e-3)
     ours_top_left = tileattn.attention(q, k[:, :, :5], v[:, :, :5], causal=True)
     np.testing.assert_allclose(ours_top_left, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_caller_keeps_denormals(rng, path):
+    """The kernels flush denormal results to zero while they run (MXCSR.FTZ) and restore the calling
+    thread's setting: NumPy arithmetic after a call still produces denormals."""
+    q, k, v = qkv(rng, b=1, hq=2, sq=33, sk=70, d=16, dtype="float32")
+    run(q, k, v, path, causal=True)
+    tiny = np.float32(1e-38) * np.float32(1e-3)
+    assert tiny != 0 and tiny < np.finfo(np.float32).tiny
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_rows_spanning_the_denormal_range(rng, path, dtype):
+    """Scores that span more than the exponent range (probabilities and their products with the values
+    below the smallest normal number, which the kernels flush) still match the oracle to the dtype's cap:
+    what is flushed is below 1e-38 (1e-308) in magnitude. (Scores this large cost every method accuracy
+    in proportion to their size, so the error rule against the naive method is not the measure here.)"""
+    q, k, v = qkv(rng, b=1, hq=2, sq=40, sk=300, d=8, dtype=dtype)
+    span = 400.0 if dtype == "float32" else 3000.0
+    q = q * np.asarray(span / 8, dtype=q.dtype)  # scores of size ~span
+    v = v * np.asarray(1e-3, dtype=v.dtype)
+    for kwargs in ({}, {"alibi_slopes": np.array([0.3, 1.2])}):
+        out, lse = run(q, k, v, path, return_lse=True, **kwargs)
+        ref, ref_lse = reference.attention(q, k, v, return_lse=True, **kwargs)
+        assert rel_err(out, ref) <= CAPS[dtype]
+        np.testing.assert_allclose(lse, ref_lse, rtol=CAPS[dtype])

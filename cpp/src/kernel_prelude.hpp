@@ -14,6 +14,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "fp_env.hpp"
 #include "half.hpp"
 #include "masking.hpp"
 #include "scratch.hpp"

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -123,15 +124,7 @@ class MaskSummary {
         const uint8_t* row = p.mask + b * p.mask_batch_stride + h * p.mask_head_stride + i * p.mask_seq_stride;
         uint64_t* bits = bits_ + cell * words_;
         std::fill(bits, bits + words_, uint64_t{0});
-        int64_t lo = p.seq_k, hi = 0;
-        for (int64_t j = 0; j < p.seq_k; ++j) {
-          if (row[j * p.mask_key_stride] == 0) continue;
-          lo = std::min(lo, j);
-          hi = j + 1;
-          const int64_t t = j / block_k_;
-          bits[t / 64] |= uint64_t{1} << (t % 64);
-        }
-        ranges_[cell] = lo < hi ? RowRange{lo, hi} : RowRange{0, 0};
+        ranges_[cell] = p.mask_key_stride == 1 ? scan_contiguous(row, p.seq_k, bits) : scan_strided(p, row, bits);
       }
     });
   }
@@ -148,6 +141,54 @@ class MaskSummary {
   static int64_t words_per_row(const Params& p, int64_t block_k) { return (p.seq_k / block_k + 64) / 64; }
   int64_t cell(int64_t b, int64_t h, int64_t i) const {
     return ((eb_ == 1 ? 0 : b) * eh_ + (eh_ == 1 ? 0 : h)) * p_->seq_q + i;
+  }
+
+  void set_tile(uint64_t* bits, int64_t tile) const { bits[tile / 64] |= uint64_t{1} << (tile % 64); }
+
+  // A contiguous row of n mask bytes, a tile at a time: whether any byte is set is an OR of 8-byte words
+  // (vectorised by the compiler); only the first and last tiles that have one are searched byte by byte.
+  RowRange scan_contiguous(const uint8_t* row, int64_t n, uint64_t* bits) const {
+    int64_t first = -1, last = -1;
+    for (int64_t t = 0; t * block_k_ < n; ++t) {
+      const int64_t j0 = t * block_k_, j1 = std::min(n, j0 + block_k_);
+      if (!any_set(row + j0, j1 - j0)) continue;
+      set_tile(bits, t);
+      if (first < 0) first = t;
+      last = t;
+    }
+    if (first < 0) return {0, 0};
+    int64_t lo = first * block_k_, hi = std::min(n, (last + 1) * block_k_);
+    while (row[lo] == 0) ++lo;
+    while (row[hi - 1] == 0) --hi;
+    return {lo, hi};
+  }
+
+  static bool any_set(const uint8_t* p, int64_t n) {
+    uint64_t acc = 0;
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+      uint64_t w;
+      std::memcpy(&w, p + j, 8);
+      acc |= w;
+    }
+    for (; j < n; ++j) acc |= p[j];
+    return acc != 0;
+  }
+
+  RowRange scan_strided(const Params& p, const uint8_t* row, uint64_t* bits) const {
+    if (p.mask_key_stride == 0) {  // broadcast over the keys: all or nothing
+      if (row[0] == 0 || p.seq_k == 0) return {0, 0};
+      for (int64_t t = 0; t * block_k_ < p.seq_k; ++t) set_tile(bits, t);
+      return {0, p.seq_k};
+    }
+    int64_t lo = p.seq_k, hi = 0;
+    for (int64_t j = 0; j < p.seq_k; ++j) {
+      if (row[j * p.mask_key_stride] == 0) continue;
+      lo = std::min(lo, j);
+      hi = j + 1;
+      set_tile(bits, j / block_k_);
+    }
+    return lo < hi ? RowRange{lo, hi} : RowRange{0, 0};
   }
 
   const Params* p_ = nullptr;
@@ -167,9 +208,21 @@ inline RowRange visible_range(const Geometry& geo, const MaskSummary& mask, int6
   return r;
 }
 
-// Element (b, h, i, j) of the bias, converted to double.
-inline double bias_at(const Params& p, int64_t b, int64_t h, int64_t i, int64_t j) {
-  const int64_t at = b * p.bias_batch_stride + h * p.bias_head_stride + i * p.bias_seq_stride + j * p.bias_key_stride;
+// Bytes per element of a dtype.
+inline int64_t dtype_size(DType t) {
+  switch (t) {
+    case DType::kFloat64:
+      return 8;
+    case DType::kFloat16:
+    case DType::kBFloat16:
+      return 2;
+    default:
+      return 4;
+  }
+}
+
+// The bias element at element offset `at`, converted to double.
+inline double bias_elem(const Params& p, int64_t at) {
   switch (p.bias_dtype) {
     case DType::kFloat64:
       return load_elem<double>(p.bias, at);
@@ -180,6 +233,11 @@ inline double bias_at(const Params& p, int64_t b, int64_t h, int64_t i, int64_t 
     default:
       return load_elem<float>(p.bias, at);
   }
+}
+
+// Element (b, h, i, j) of the bias, converted to double.
+inline double bias_at(const Params& p, int64_t b, int64_t h, int64_t i, int64_t j) {
+  return bias_elem(p, b * p.bias_batch_stride + h * p.bias_head_stride + i * p.bias_seq_stride + j * p.bias_key_stride);
 }
 
 inline double alibi_slope(const Params& p, int64_t b, int64_t h) {

@@ -49,6 +49,7 @@ inline Vec<float> sub(Vec<float> a, Vec<float> b) { return {_mm256_sub_ps(a.v, b
 inline Vec<float> mul(Vec<float> a, Vec<float> b) { return {_mm256_mul_ps(a.v, b.v)}; }
 // vmaxps returns its second operand when either is NaN: the new data (b) keeps its NaN.
 inline Vec<float> max(Vec<float> a, Vec<float> b) { return {_mm256_max_ps(a.v, b.v)}; }
+inline Vec<float> min(Vec<float> a, Vec<float> b) { return {_mm256_min_ps(a.v, b.v)}; }
 inline float reduce_add(Vec<float> x) {
   __m128 q = _mm_add_ps(_mm256_castps256_ps128(x.v), _mm256_extractf128_ps(x.v, 1));
   q = _mm_add_ps(q, _mm_movehl_ps(q, q));
@@ -87,6 +88,11 @@ inline Vec<float> exp2(Vec<float> x) {
 }
 
 inline Vec<float> div(Vec<float> a, Vec<float> b) { return {_mm256_div_ps(a.v, b.v)}; }
+// 1 / x within a few ulps for normal x: vrcpps (12 bits) and one Newton step.
+inline Vec<float> recip(Vec<float> x) {
+  const __m256 r = _mm256_rcp_ps(x.v);
+  return {_mm256_fmadd_ps(r, _mm256_fnmadd_ps(x.v, r, _mm256_set1_ps(1.0f)), r)};  // r + r (1 - x r)
+}
 inline Vec<float> abs(Vec<float> x) { return {_mm256_andnot_ps(_mm256_set1_ps(-0.0f), x.v)}; }
 inline Vec<float> copysign(Vec<float> mag, Vec<float> sgn) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
@@ -143,6 +149,7 @@ inline Vec<double> add(Vec<double> a, Vec<double> b) { return {_mm256_add_pd(a.v
 inline Vec<double> sub(Vec<double> a, Vec<double> b) { return {_mm256_sub_pd(a.v, b.v)}; }
 inline Vec<double> mul(Vec<double> a, Vec<double> b) { return {_mm256_mul_pd(a.v, b.v)}; }
 inline Vec<double> max(Vec<double> a, Vec<double> b) { return {_mm256_max_pd(a.v, b.v)}; }
+inline Vec<double> min(Vec<double> a, Vec<double> b) { return {_mm256_min_pd(a.v, b.v)}; }
 inline double reduce_add(Vec<double> x) {
   __m128d q = _mm_add_pd(_mm256_castpd256_pd128(x.v), _mm256_extractf128_pd(x.v, 1));
   q = _mm_add_sd(q, _mm_unpackhi_pd(q, q));
@@ -158,6 +165,7 @@ inline Vec<double> keep_first(Vec<double> x, int n, double fill) {
   return {_mm256_blendv_pd(_mm256_set1_pd(fill), x.v, _mm256_castsi256_pd(keep))};
 }
 inline Vec<double> div(Vec<double> a, Vec<double> b) { return {_mm256_div_pd(a.v, b.v)}; }
+inline Vec<double> recip(Vec<double> x) { return div(Vec<double>::set1(1.0), x); }
 inline Vec<double> abs(Vec<double> x) { return {_mm256_andnot_pd(_mm256_set1_pd(-0.0), x.v)}; }
 inline Vec<double> copysign(Vec<double> mag, Vec<double> sgn) {
   const __m256d sign = _mm256_set1_pd(-0.0);

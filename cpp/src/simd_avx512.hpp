@@ -50,6 +50,7 @@ inline Vec<float> sub(Vec<float> a, Vec<float> b) { return {_mm512_sub_ps(a.v, b
 inline Vec<float> mul(Vec<float> a, Vec<float> b) { return {_mm512_mul_ps(a.v, b.v)}; }
 // vmaxps returns its second operand when either is NaN: the new data (b) keeps its NaN.
 inline Vec<float> max(Vec<float> a, Vec<float> b) { return {_mm512_max_ps(a.v, b.v)}; }
+inline Vec<float> min(Vec<float> a, Vec<float> b) { return {_mm512_min_ps(a.v, b.v)}; }
 inline float reduce_add(Vec<float> x) {
   const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(x.v), _mm512_extractf32x8_ps(x.v, 1));
   __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
@@ -70,9 +71,11 @@ inline Vec<float> keep_first(Vec<float> x, int n, float fill) {
 }
 // 2^x = 2^f * 2^floor(x) with f = x - floor(x) in [0, 1) from one vreduceps, a degree-6 minimax polynomial
 // (relative error 7e-9 with these float coefficients; exactly 1 at f = 0) and vscalefps, which applies
-// 2^floor(x) itself, gives exactly 0 for x = -inf (clamped to -150) and keeps NaN. Nine instructions.
+// 2^floor(x) itself and keeps NaN. x < -126 gives exactly 0 (-inf included): never a denormal, whose
+// microcode assists would slow every later multiply by it (P V) a hundredfold. Ten instructions.
 inline Vec<float> exp2(Vec<float> x) {
-  const __m512 xc = _mm512_max_ps(_mm512_set1_ps(-150.0f), x.v);  // NaN in x is kept (second operand)
+  const __mmask16 normal = _mm512_cmp_ps_mask(x.v, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);  // NaN: true
+  const __m512 xc = _mm512_max_ps(_mm512_set1_ps(-127.0f), x.v);  // NaN in x is kept (second operand)
   const __m512 f = _mm512_reduce_ps(xc, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
   __m512 p = _mm512_set1_ps(2.1702251979149878e-04f);
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.2439689598977566e-03f));
@@ -81,10 +84,15 @@ inline Vec<float> exp2(Vec<float> x) {
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022983014583588e-01f));
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931470036506653e-01f));
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-  return {_mm512_scalef_ps(p, xc)};
+  return {_mm512_maskz_scalef_ps(normal, p, xc)};
 }
 
 inline Vec<float> div(Vec<float> a, Vec<float> b) { return {_mm512_div_ps(a.v, b.v)}; }
+// 1 / x within 2 ulps for normal x: vrcp14ps and one Newton step (no divider: a tenth of vdivps' cost).
+inline Vec<float> recip(Vec<float> x) {
+  const __m512 r = _mm512_rcp14_ps(x.v);
+  return {_mm512_fmadd_ps(r, _mm512_fnmadd_ps(x.v, r, _mm512_set1_ps(1.0f)), r)};  // r + r (1 - x r)
+}
 inline Vec<float> abs(Vec<float> x) { return {_mm512_abs_ps(x.v)}; }
 // The magnitude of `mag` with the sign of `sgn`.
 inline Vec<float> copysign(Vec<float> mag, Vec<float> sgn) {
@@ -97,9 +105,8 @@ inline Vec<float> select_lt(Vec<float> x, Vec<float> bound, Vec<float> a, Vec<fl
 }
 // Lanes whose byte in `keep` is zero become fill.
 inline Vec<float> keep_where(Vec<float> x, const uint8_t* keep, float fill) {
-  const __mmask16 k = _mm512_test_epi32_mask(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(keep))),
-                                             _mm512_set1_epi32(0xff));
-  return {_mm512_mask_blend_ps(k, _mm512_set1_ps(fill), x.v)};
+  const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(keep));
+  return {_mm512_mask_blend_ps(_mm_test_epi8_mask(bytes, bytes), _mm512_set1_ps(fill), x.v)};
 }
 inline Vec<float> lane_index(float) {
   return {_mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)};
@@ -156,6 +163,7 @@ inline Vec<double> add(Vec<double> a, Vec<double> b) { return {_mm512_add_pd(a.v
 inline Vec<double> sub(Vec<double> a, Vec<double> b) { return {_mm512_sub_pd(a.v, b.v)}; }
 inline Vec<double> mul(Vec<double> a, Vec<double> b) { return {_mm512_mul_pd(a.v, b.v)}; }
 inline Vec<double> max(Vec<double> a, Vec<double> b) { return {_mm512_max_pd(a.v, b.v)}; }
+inline Vec<double> min(Vec<double> a, Vec<double> b) { return {_mm512_min_pd(a.v, b.v)}; }
 inline double reduce_add(Vec<double> x) {
   const __m256d h = _mm256_add_pd(_mm512_castpd512_pd256(x.v), _mm512_extractf64x4_pd(x.v, 1));
   __m128d q = _mm_add_pd(_mm256_castpd256_pd128(h), _mm256_extractf128_pd(h, 1));
@@ -173,6 +181,12 @@ inline Vec<double> keep_first(Vec<double> x, int n, double fill) {
   return {_mm512_mask_blend_pd(keep, _mm512_set1_pd(fill), x.v)};
 }
 inline Vec<double> div(Vec<double> a, Vec<double> b) { return {_mm512_div_pd(a.v, b.v)}; }
+// 1 / x within 2 ulps for normal x: vrcp14pd and two Newton steps.
+inline Vec<double> recip(Vec<double> x) {
+  __m512d r = _mm512_rcp14_pd(x.v);
+  r = _mm512_fmadd_pd(r, _mm512_fnmadd_pd(x.v, r, _mm512_set1_pd(1.0)), r);
+  return {_mm512_fmadd_pd(r, _mm512_fnmadd_pd(x.v, r, _mm512_set1_pd(1.0)), r)};
+}
 inline Vec<double> abs(Vec<double> x) { return {_mm512_abs_pd(x.v)}; }
 inline Vec<double> copysign(Vec<double> mag, Vec<double> sgn) {
   const __m512i sign = _mm512_set1_epi64(static_cast<long long>(0x8000000000000000ull));
@@ -182,9 +196,8 @@ inline Vec<double> select_lt(Vec<double> x, Vec<double> bound, Vec<double> a, Ve
   return {_mm512_mask_blend_pd(_mm512_cmp_pd_mask(x.v, bound.v, _CMP_LT_OQ), b.v, a.v)};
 }
 inline Vec<double> keep_where(Vec<double> x, const uint8_t* keep, double fill) {
-  const __mmask8 k = _mm512_test_epi64_mask(_mm512_cvtepu8_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(keep))),
-                                            _mm512_set1_epi64(0xff));
-  return {_mm512_mask_blend_pd(k, _mm512_set1_pd(fill), x.v)};
+  const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(keep));
+  return {_mm512_mask_blend_pd(static_cast<__mmask8>(_mm_test_epi8_mask(bytes, bytes)), _mm512_set1_pd(fill), x.v)};
 }
 inline Vec<double> lane_index(double) { return {_mm512_setr_pd(0, 1, 2, 3, 4, 5, 6, 7)}; }
 
@@ -209,10 +222,11 @@ inline void transpose_block(const double* src, int64_t ss, double* dst, int64_t 
 }
 
 // 2^x = 2^f * 2^floor(x), f = x - floor(x) in [0, 1) from vreducepd, a degree-11 Chebyshev fit (relative
-// error 1.4e-17 with these double coefficients; exactly 1 at f = 0) and vscalefpd; exactly 0 for x = -inf
-// (clamped to -1080), NaN kept.
+// error 1.4e-17 with these double coefficients; exactly 1 at f = 0) and vscalefpd; exactly 0 for
+// x < -1022 (-inf included: never a denormal), NaN kept.
 inline Vec<double> exp2(Vec<double> x) {
-  const __m512d xc = _mm512_max_pd(_mm512_set1_pd(-1080.0), x.v);
+  const __mmask8 normal = _mm512_cmp_pd_mask(x.v, _mm512_set1_pd(-1022.0), _CMP_NLT_UQ);  // NaN: true
+  const __m512d xc = _mm512_max_pd(_mm512_set1_pd(-1023.0), x.v);
   const __m512d f = _mm512_reduce_pd(xc, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
   static constexpr double kCoef[12] = {1.0,
                                        0.6931471805599465,
@@ -228,7 +242,7 @@ inline Vec<double> exp2(Vec<double> x) {
                                        6.301478117433779e-10};
   __m512d p = _mm512_set1_pd(kCoef[11]);
   for (int i = 10; i >= 0; --i) p = _mm512_fmadd_pd(p, f, _mm512_set1_pd(kCoef[i]));
-  return {_mm512_scalef_pd(p, xc)};
+  return {_mm512_maskz_scalef_pd(normal, p, xc)};
 }
 
 }  // namespace tileattn::kernels::TILEATTN_ISA_NS

@@ -168,6 +168,11 @@ inline Vec<A> div(Vec<A> a, Vec<A> b) {
 }
 
 template <class A>
+inline Vec<A> recip(Vec<A> x) {
+  return div(Vec<A>::set1(A(1)), x);
+}
+
+template <class A>
 inline Vec<A> abs(Vec<A> x) {
   Vec<A> r;
   for (int i = 0; i < Vec<A>::kWidth; ++i) r.v[i] = x.v[i] < 0 || (x.v[i] == 0 && __builtin_signbit(x.v[i])) ? -x.v[i] : x.v[i];
@@ -233,6 +238,12 @@ inline typename Vec<A>::R select(typename Vec<A>::I mask, typename Vec<A>::R yes
 template <class A>
 inline Vec<A> max(Vec<A> a, Vec<A> b) {
   return Vec<A>{generic_detail::select<A>(a.v > b.v, a.v, b.v)};
+}
+
+// min(a, b) lane-wise, with max's NaN rule.
+template <class A>
+inline Vec<A> min(Vec<A> a, Vec<A> b) {
+  return Vec<A>{generic_detail::select<A>(a.v < b.v, a.v, b.v)};
 }
 
 template <class A>

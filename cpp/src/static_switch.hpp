@@ -18,4 +18,16 @@ inline void with_count(int n, F&& f) {
   }
 }
 
+// Calls f(std::integral_constant<int, v>{}) for 0 <= v < N; does nothing for other v.
+template <int N, class F>
+inline void with_value(int v, F&& f) {
+  if constexpr (N >= 1) {
+    if (v == N - 1) {
+      f(std::integral_constant<int, N - 1>{});
+      return;
+    }
+    with_value<N - 1>(v, f);
+  }
+}
+
 }  // namespace tileattn::detail

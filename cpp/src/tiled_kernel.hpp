@@ -32,6 +32,7 @@
 #include <limits>
 #include <utility>
 
+#include "fp_env.hpp"
 #include "half.hpp"
 #include "masking.hpp"
 #include "scratch.hpp"
@@ -57,9 +58,17 @@ using detail::round_up;
 // long head dims at the level of a blocked BLAS dot product. With `vmax`, also vmax[r] = max(vmax[r], S[r])
 // lane-wise, taken from the registers as the scores are stored.
 // Kept out of line: its 24 accumulators need the whole register file, whatever the caller keeps live.
-template <class A, int R, int N>
+//
+// `epi(r, key, x)` maps the finished scores of row r, keys key .. key + W - 1 (key0 + n * W) before they
+// are stored: the element-wise options, fused here when the whole block sees the whole chunk.
+template <class A>
+struct NoEpilogue {
+  Vec<A> operator()(int, int64_t, Vec<A> x) const { return x; }
+};
+
+template <class A, int R, int N, class Epi = NoEpilogue<A>>
 __attribute__((noinline)) void qk_block(const A* q, int64_t ldq, const A* kt, int64_t head_dim, A* s, int64_t lds,
-                                        Vec<A>* vmax) {
+                                        Vec<A>* vmax, const Epi& epi = Epi{}, int64_t key0 = 0) {
   using V = Vec<A>;
   constexpr int W = V::kWidth;
   for (int64_t d0 = 0; d0 < head_dim; d0 += detail::kDotBlock) {
@@ -75,13 +84,14 @@ __attribute__((noinline)) void qk_block(const A* q, int64_t ldq, const A* kt, in
         for (int n = 0; n < N; ++n) acc[r][n] = fmadd(qv, kv[n], acc[r][n]);  // s += q * k
       }
     }
-    const bool track_max = vmax != nullptr && d1 == head_dim;
+    const bool last = d1 == head_dim;
     for (int r = 0; r < R; ++r) {
       for (int n = 0; n < N; ++n) {
         A* dst = s + r * lds + n * W;
-        const V x = d0 == 0 ? acc[r][n] : add(V::load(dst), acc[r][n]);
+        V x = d0 == 0 ? acc[r][n] : add(V::load(dst), acc[r][n]);
+        if (last) x = epi(r, key0 + n * W, x);
         x.store(dst);
-        if (track_max) vmax[r] = max(vmax[r], x);
+        if (last && vmax != nullptr) vmax[r] = max(vmax[r], x);
       }
     }
   }
@@ -159,38 +169,123 @@ inline void write_row(void* base, int64_t start, int64_t stride, int64_t n, cons
   }
 }
 
-// tanh(x): an odd minimax polynomial for |x| < 0.625, else (1 - e) / (1 + e) with e = 2^(-2 log2(e) |x|);
-// a few ulps everywhere, exactly +-1 at +-inf, NaN kept.
+// tanh(x). float: x P(x^2) / Q(x^2) with P, Q of degree 4, a rational fit of relative error 2e-8 on
+// |x| <= 9 (tanh(9) is 1 to float precision), evaluated within 6 ulps (absolute error < 4e-7); |x| is
+// clamped to 9 first and the result to [-1, 1] last. 17 instructions, no divider. double: an odd minimax
+// polynomial for |x| < 0.625, else (1 - e) / (1 + e) with e = 2^(-2 log2(e) |x|); a few ulps. Both give
+// exactly +-1 at +-inf and keep NaN.
 template <class A>
 inline Vec<A> tanh_vec(Vec<A> x) {
   using V = Vec<A>;
-  static constexpr double kF32[5] = {-0.3333328068256378, 0.13331441581249237, -0.05373971536755562,
-                                     0.02063908614218235, -0.005704985000193119};
-  static constexpr double kF64[11] = {-0.3333333333333348,    0.1333333333335631,     -0.05396825397968042,
-                                      0.021869488697065544,   -0.0088632349558839,    0.003592091761634989,
-                                      -0.0014554247451718718, 0.0005876336501330852,  -0.00023081192634785342,
-                                      7.925031235982247e-05,  -1.6896721162262295e-05};
-  const V a = abs(x);
-  const V u = mul(a, a);
-  V poly;
   if constexpr (std::is_same_v<A, float>) {
-    poly = V::set1(static_cast<A>(kF32[4]));
-    for (int i = 3; i >= 0; --i) poly = fmadd(poly, u, V::set1(static_cast<A>(kF32[i])));
+    static constexpr float kP[5] = {1.0f, 0.13381025195121765f, 0.003495588665828109f, 2.0609120838344097e-05f,
+                                    1.3354775063589841e-08f};
+    static constexpr float kQ[5] = {1.0f, 0.4671434164047241f, 0.025876982137560844f, 0.0003285636776126921f,
+                                    7.776591814945277e-07f};
+    const V one = V::set1(1.0f);
+    const V xc = min(V::set1(9.0f), max(V::set1(-9.0f), x));  // NaN in x is kept (second operands)
+    const V u = mul(xc, xc);
+    V p = V::set1(kP[4]), q = V::set1(kQ[4]);
+    for (int i = 3; i >= 0; --i) {
+      p = fmadd(p, u, V::set1(kP[i]));
+      q = fmadd(q, u, V::set1(kQ[i]));
+    }
+    const V t = mul(mul(xc, p), recip(q));
+    return min(one, max(V::set1(-1.0f), t));
   } else {
-    poly = V::set1(static_cast<A>(kF64[10]));
-    for (int i = 9; i >= 0; --i) poly = fmadd(poly, u, V::set1(static_cast<A>(kF64[i])));
+    static constexpr double kF64[11] = {-0.3333333333333348,    0.1333333333335631,     -0.05396825397968042,
+                                        0.021869488697065544,   -0.0088632349558839,    0.003592091761634989,
+                                        -0.0014554247451718718, 0.0005876336501330852,  -0.00023081192634785342,
+                                        7.925031235982247e-05,  -1.6896721162262295e-05};
+    const V a = abs(x);
+    const V u = mul(a, a);
+    V poly = V::set1(kF64[10]);
+    for (int i = 9; i >= 0; --i) poly = fmadd(poly, u, V::set1(kF64[i]));
+    const V small = fmadd(mul(poly, u), a, a);                         // a + a^3 P(a^2)
+    const V e = exp2(mul(a, V::set1(-2.8853900817779268)));           // exp(-2a)
+    const V one = V::set1(1.0);
+    const V large = mul(sub(one, e), recip(add(one, e)));
+    return copysign(select_lt(a, V::set1(0.625), small, large), x);
   }
-  const V small = fmadd(mul(poly, u), a, a);                                  // a + a^3 P(a^2)
-  const V e = exp2(mul(a, V::set1(static_cast<A>(-2.8853900817779268))));   // exp(-2a)
-  const V one = V::set1(A(1));
-  const V large = div(sub(one, e), add(one, e));
-  return copysign(select_lt(a, V::set1(A(0.625)), small, large), x);
 }
+
+// The element-wise options present, as compile-time flags of the transform (no test per vector).
+enum : int { kXfBias = 1, kXfAlibi = 2, kXfMask = 4, kXfSoftcap = 8, kXfAll = 15 };
+
+// The element-wise options on the rows of a register block against one KV tile: from the raw score s of
+// row r, key j to t = (softcap * tanh(|scale| s / softcap) + bias - slope * |diag - j|) * log2(e),
+// computed as fma(tanh(...), softcap log2(e), (bias - slope |diag - j|) log2(e)) (or fma(s, |scale|
+// log2(e), ...) without a softcap), -inf where the mask is false (selected, so a NaN there never
+// survives). Applied to W keys at a time in the Q K^T epilogue (blocks that see whole tiles) or in a
+// second pass (the others), with the same arithmetic.
+template <class A, int MR>
+struct ScoreTransform {
+  using V = Vec<A>;
+  static constexpr int W = V::kWidth;
+  bool mask_contiguous = false;
+  int64_t mask_stride = 0;
+  V mult, cap_log2e, log2e;
+  const A* bias[MR];            // the row's bias of the tile's key 0, as A (the caller's or converted)
+  const uint8_t* mask_row[MR];  // the row's mask byte of the tile's key 0
+  V neg_slope[MR];              // -slope * log2(e)
+  V diag[MR];                   // lane l: the row's diagonal key relative to the tile, minus l
+  A* gather;                    // W values of scratch
+  uint8_t* keep;                // W bytes of scratch
+
+  // Keys j .. j + W - 1 (relative to the tile) of row r: all visible (kInside), or only those in [ar, er)
+  // (nothing is read for the others).
+  template <int F, bool kInside>
+  V apply(int r, int64_t j, V x, int64_t ar, int64_t er) const {
+    V extra = V::zero();  // (bias - slope * |diag - key|) * log2(e)
+    if constexpr ((F & kXfBias) != 0) {
+      V bv;
+      if constexpr (kInside) {
+        bv = V::load(bias[r] + j);
+      } else {  // only the visible keys may be read
+        for (int w = 0; w < W; ++w) gather[w] = j + w >= ar && j + w < er ? bias[r][j + w] : A(0);
+        bv = V::load(gather);
+      }
+      extra = mul(bv, log2e);
+    }
+    if constexpr ((F & kXfAlibi) != 0) {
+      extra = fmadd(neg_slope[r], abs(sub(diag[r], V::set1(static_cast<A>(j)))), extra);
+    }
+    V t;
+    if constexpr ((F & kXfSoftcap) != 0) {
+      t = fmadd(tanh_vec<A>(mul(x, mult)), cap_log2e, extra);
+    } else if constexpr ((F & (kXfBias | kXfAlibi)) != 0) {
+      t = fmadd(x, mult, extra);
+    } else {
+      t = mul(x, mult);  // = fma(x, mult, 0)
+    }
+    if constexpr ((F & kXfMask) != 0) {
+      const uint8_t* k = keep;
+      if (kInside && mask_contiguous) {
+        k = mask_row[r] + j;
+      } else {
+        for (int w = 0; w < W; ++w) {
+          const int64_t jj = j + w;
+          keep[w] = kInside || (jj >= ar && jj < er) ? mask_row[r][jj * mask_stride] : uint8_t{1};
+        }
+      }
+      t = keep_where(t, k, -std::numeric_limits<A>::infinity());
+    }
+    return t;
+  }
+};
+
+// The transform as the Q K^T epilogue of a block whose rows see whole tiles.
+template <class A, int MR, int F>
+struct FusedTransform {
+  const ScoreTransform<A, MR>& xf;
+  Vec<A> operator()(int r, int64_t j, Vec<A> x) const { return xf.template apply<F, true>(r, j, x, 0, 0); }
+};
 
 template <class T, class A>
 class TiledForward {
  public:
   using V = Vec<A>;
+  using Transform = ScoreTransform<A, Blocking<A>::kRows>;
   static constexpr int W = V::kWidth;
   static constexpr int MR = Blocking<A>::kRows;    // query rows per register block
   static constexpr int NQ = Blocking<A>::kQkVecs;  // key vectors per register block of Q K^T
@@ -244,11 +339,13 @@ class TiledForward {
     parts.l = c.take<A>(part_rows);
     if (p_.mask != nullptr) mask_.build(p_, tiles_.block_k, mask_memory, threads_);
     detail::parallel_for(items, 1, threads_, [this, bytes, &parts](int64_t begin, int64_t end) {
+      const detail::FlushDenormals ftz;
       const Workspace ws = carve(detail::thread_scratch().get(bytes));
       for (int64_t item = begin; item < end; ++item) process(ws, item, parts);
     });
     if (split_.chunks > 1) {
       detail::parallel_for(heads, 1, threads_, [this, &parts](int64_t begin, int64_t end) {
+        const detail::FlushDenormals ftz;
         for (int64_t bh = begin; bh < end; ++bh) merge(parts, bh);
       });
     }
@@ -259,6 +356,20 @@ class TiledForward {
     A* o;
     A* m;
     A* l;
+  };
+
+  // Whether the bias is read in place: A values, contiguous along the keys. Any other bias is converted
+  // to A a tile row at a time (bias_tile).
+  bool bias_native() const {
+    return p_.bias != nullptr && p_.bias_key_stride == 1 &&
+           p_.bias_dtype == (std::is_same_v<A, float> ? DType::kFloat32 : DType::kFloat64);
+  }
+
+  struct RowOptions {  // what the element-wise options need of a packed row
+    const uint8_t* mask;  // the row's mask bytes, or null
+    int64_t bias;         // element offset of the row's bias
+    int64_t diag;         // the key on the row's diagonal
+    A neg_slope;          // -slope * log2(e) of the row's head (ALiBi), or 0
   };
 
   struct Workspace {
@@ -273,8 +384,10 @@ class TiledForward {
     A* s;         // MR x block_k: scores, then probabilities
     A* ks;        // W x head_dim: K rows converted to A, before their transpose into kt
     A* bias;      // W: bias values of one vector of keys
+    A* bias_tile;  // MR x block_k: the block's bias of one tile, converted to A (a bias not read in place)
     uint8_t* keep;  // W: mask bytes of one vector of keys
     uint8_t* dead;  // MR x block_k: keys masked to -inf, when V holds non-finite values
+    RowOptions* opt;  // rows_cap, when the scores transform
     std::size_t bytes;
   };
 
@@ -296,8 +409,10 @@ class TiledForward {
     ws.s = c.take<A>(detail::checked_mul(MR, keys));
     ws.ks = c.take<A>(detail::checked_mul(W, std::max(d, static_cast<std::size_t>(dqp_))));
     ws.bias = c.take<A>(W);
+    ws.bias_tile = c.take<A>(p_.bias != nullptr && !bias_native_ ? detail::checked_mul(MR, keys) : 0);
     ws.keep = c.take<uint8_t>(W);
     ws.dead = c.take<uint8_t>(may_mask_values_ ? detail::checked_mul(MR, keys) : 0);
+    ws.opt = c.take<RowOptions>(transform_ ? rows : 0);
     ws.bytes = c.measured();
     return ws;
   }
@@ -332,6 +447,7 @@ class TiledForward {
       ws.lo[r] = rr.lo;
       ws.hi[r] = rr.hi;
       if (rr.lo < rr.hi) klo = std::min(klo, rr.lo), khi = std::max(khi, rr.hi);
+      if (transform_) ws.opt[r] = row_options(b, head_of(g, r, nq), i0 + r % nq);
     }
     const int64_t k_begin = chunk * split_.chunk_keys;
     const int64_t k_end = std::min(khi, k_begin + split_.chunk_keys);
@@ -362,6 +478,17 @@ class TiledForward {
     } else {
       finish(ws, b, g, i0, nq, nrows);
     }
+  }
+
+  RowOptions row_options(int64_t b, int64_t h, int64_t i) const {
+    RowOptions o{};
+    if (p_.mask != nullptr) {
+      o.mask = p_.mask + b * p_.mask_batch_stride + h * p_.mask_head_stride + i * p_.mask_seq_stride;
+    }
+    o.bias = b * p_.bias_batch_stride + h * p_.bias_head_stride + i * p_.bias_seq_stride;
+    o.diag = geo_.diag(b, i);
+    o.neg_slope = p_.alibi_slopes != nullptr ? static_cast<A>(-detail::alibi_slope(p_, b, h) * 1.4426950408889634) : A(0);
+    return o;
   }
 
   // Whether some row of the item sees a key of the tile [j0, j0 + nk) (by its range and the mask summary).
@@ -530,8 +657,9 @@ class TiledForward {
 
   // Asks the caches for the n elements of T at element offset `at` (contiguous rows only). Prefetches never
   // fault, so addresses past the array's end are harmless.
+  // Always inlined: out of line, GCC finds a function of prefetches free of effects and deletes its calls.
   template <int kLocality>
-  static void prefetch_row(const void* base, int64_t at, int64_t stride, int64_t n) {
+  __attribute__((always_inline)) static void prefetch_row(const void* base, int64_t at, int64_t stride, int64_t n) {
     if (stride != 1) return;
     const char* p = static_cast<const char*>(base) + at * int64_t{sizeof(T)};
     for (int64_t off = 0; off < n * int64_t{sizeof(T)}; off += 64) __builtin_prefetch(p + off, 0, kLocality);
@@ -571,31 +699,44 @@ class TiledForward {
     }
     if (emax == 0) return;
     const int64_t lds = tiles_.block_k;
-    // A full block: every row sees every key of a tile without padding and nothing transforms the scores
-    // (all tiles but the diagonal ones and the last, without element-wise options). Its row maxima come out
-    // of the Q K^T epilogue. Every row goes through the same arithmetic whatever its block.
-    bool full = !decode_ && !transform_ && nk % (int64_t{W} * NQ) == 0;
+    // A full block: every row sees every key of a tile without padding (all tiles but the diagonal ones,
+    // window edges and the last). The element-wise options and the row maxima come out of the Q K^T
+    // epilogue; other blocks take a second pass over the scores. Either way every row goes through the same
+    // arithmetic whatever its block.
+    bool full = !decode_ && nk % (int64_t{W} * NQ) == 0;
     for (int r = 0; r < MR; ++r) full = full && a[r] == 0 && e[r] == nk;
     V vmax[MR];
     for (int r = 0; r < MR; ++r) vmax[r] = V::set1(-std::numeric_limits<A>::infinity());
+    const Transform xf = transform_ ? block_transform(ws, rb, nrows, j0, nk) : Transform{};
     if (decode_) {
       qk_dot(ws, rb, static_cast<int>(std::min<int64_t>(MR, nrows - rb)), kbase, vbase, j0, emax);
     } else {
       const int64_t nvec = round_up(ceil_div(emax, W), NQ);
       for (int64_t kv = 0; kv < nvec; kv += NQ) {
-        qk_block<A, MR, NQ>(ws.q + rb * dqp_, dqp_, ws.kt + kv * p_.head_dim * W, p_.head_dim,  // chunk kv/NQ
-                            ws.s + kv * W, lds, full ? vmax : nullptr);
+        const A* kt = ws.kt + kv * p_.head_dim * W;  // chunk kv / NQ
+        A* s = ws.s + kv * W;
+        if (full && transform_) {
+          detail::with_value<kXfAll + 1>(xf_flags_, [&](auto f) {
+            const FusedTransform<A, MR, decltype(f)::value> epi{xf};
+            qk_block<A, MR, NQ>(ws.q + rb * dqp_, dqp_, kt, p_.head_dim, s, lds, vmax, epi, kv * W);
+          });
+        } else {
+          qk_block<A, MR, NQ>(ws.q + rb * dqp_, dqp_, kt, p_.head_dim, s, lds, full ? vmax : nullptr);
+        }
       }
     }
-    if (transform_) {
+    if (transform_ && !full) {
+      detail::with_value<kXfAll + 1>(xf_flags_, [&](auto f) { transform_rows<decltype(f)::value>(ws, xf, a, e, vmax); });
+    }
+    if (careful) {  // the keys at -inf, which P V must skip
       for (int r = 0; r < MR; ++r) {
-        if (e[r] > a[r]) transform_row(ws, r, b, head_of(g, rb + r, nq), i0 + (rb + r) % nq, j0, a[r], e[r], careful);
+        for (int64_t k = a[r]; k < e[r]; ++k) ws.dead[r * lds + k] = ws.s[r * lds + k] == -std::numeric_limits<A>::infinity();
       }
     }
 
     A alpha_row[MR];
     bool live[MR];
-    softmax_rows(ws, rb, a, e, full ? vmax : nullptr, transform_ ? A(1) : c_, alpha_row, live);
+    softmax_rows(ws, rb, a, e, full || transform_ ? vmax : nullptr, transform_ ? A(1) : c_, alpha_row, live);
 
     const A* prow[MR];
     A* orow[MR];
@@ -622,71 +763,94 @@ class TiledForward {
     }
   }
 
-  // The element-wise options on row r of the block, keys [a, e) of the tile: from the raw score s to
-  // t = (softcap * tanh(|scale| s / softcap) + bias - slope * |diag - j|) * log2(e), -inf where the mask is
-  // false (selected, so a NaN there never survives). With `careful`, also records the keys at -inf.
-  void transform_row(const Workspace& ws, int r, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t a,
-                     int64_t e, bool careful) const {
-    constexpr A kLog2e = static_cast<A>(1.4426950408889634);
-    const A neg_inf = -std::numeric_limits<A>::infinity();
-    A* s = ws.s + r * tiles_.block_k;
-    const V sv = V::set1(scale_abs_);
-    const V cap = V::set1(static_cast<A>(p_.softcap));
-    const V inv_cap = V::set1(static_cast<A>(1.0 / p_.softcap));
-    const A slope = p_.alibi_slopes != nullptr ? static_cast<A>(detail::alibi_slope(p_, b, h)) : A(0);
-    const int64_t diag = geo_.diag(b, i);
-    const uint8_t* mrow = p_.mask != nullptr ? p_.mask + b * p_.mask_batch_stride + h * p_.mask_head_stride +
-                                                   i * p_.mask_seq_stride
-                                             : nullptr;
-    for (int64_t j = a / W * W; j < e; j += W) {
-      const bool inside = j >= a && j + W <= e;  // every lane of this vector is a visible key
-      V z = mul(V::load(s + j), sv);
-      if (p_.softcap > 0) z = mul(cap, tanh_vec<A>(mul(z, inv_cap)));  // softcap * tanh(z / softcap)
-      if (p_.bias != nullptr) z = add(z, bias_vec(ws, b, h, i, j0 + j, j, a, e, inside));
-      if (p_.alibi_slopes != nullptr) {  // z -= slope * |diag - key|
-        const V dist = abs(sub(V::set1(static_cast<A>(diag - j0 - j)), lane_index(A(0))));
-        z = fmadd(V::set1(-slope), dist, z);
+  // The transform of rows [rb, rb + MR) against the tile at key j0. Asks the caches for each row's mask and
+  // bias kPrefetchTiles tiles ahead (into L2) and for the next block's rows of this tile (into L1): rows
+  // of a (Sq, Sk) mask are far apart, and the hardware prefetchers do not follow a block's worth of such
+  // streams.
+  Transform block_transform(const Workspace& ws, int64_t rb, int64_t nrows, int64_t j0, int64_t nk) const {
+    Transform x;
+    x.mask_contiguous = p_.mask_key_stride == 1;
+    x.mask_stride = p_.mask_key_stride;
+    x.mult = V::set1(p_.softcap > 0 ? static_cast<A>(std::fabs(p_.scale) / p_.softcap) : c_);
+    x.cap_log2e = V::set1(static_cast<A>(p_.softcap * 1.4426950408889634));
+    x.log2e = V::set1(static_cast<A>(1.4426950408889634));
+    x.gather = ws.bias, x.keep = ws.keep;
+    for (int r = 0; r < MR; ++r) {
+      const RowOptions& o = ws.opt[std::min(rb + r, nrows - 1)];
+      if (bias_native_) {
+        x.bias[r] = static_cast<const A*>(p_.bias) + o.bias + j0;
+      } else if (p_.bias != nullptr) {
+        A* dst = ws.bias_tile + r * tiles_.block_k;
+        x.bias[r] = dst;
+        if (rb + r < nrows) convert_bias(o.bias + j0 * p_.bias_key_stride, nk, dst);
       }
-      if (mrow != nullptr) {
-        const uint8_t* keep = ws.keep;
-        if (inside && p_.mask_key_stride == 1) {
-          keep = mrow + j0 + j;
-        } else {
-          for (int w = 0; w < W; ++w) {
-            const int64_t jj = j + w;
-            ws.keep[w] = jj >= a && jj < e ? mrow[(j0 + jj) * p_.mask_key_stride] : uint8_t{1};
-          }
+      x.mask_row[r] = o.mask != nullptr ? o.mask + j0 * p_.mask_key_stride : nullptr;
+      x.neg_slope[r] = V::set1(o.neg_slope);
+      x.diag[r] = sub(V::set1(static_cast<A>(o.diag - j0)), lane_index(A(0)));
+      if (rb + r < nrows) prefetch_options<2>(o, j0 + detail::kPrefetchTiles * tiles_.block_k);  // far ahead, into L2
+      if (rb + MR + r < nrows) prefetch_options<3>(ws.opt[rb + MR + r], j0);                    // next block, into L1
+    }
+    return x;
+  }
+
+  // The transform as a second pass over the scores, row r over keys [a[r], e[r]) of the tile; keys outside
+  // become -inf. vmax[r] receives the lane-wise max of row r's result, so that the softmax needs no pass
+  // of its own.
+  template <int F>
+  void transform_rows(const Workspace& ws, const Transform& xf, const int64_t* a, const int64_t* e, V* vmax) const {
+    const V ninf = V::set1(-std::numeric_limits<A>::infinity());
+    const V lanes = lane_index(A(0));
+    for (int r = 0; r < MR; ++r) {
+      const int64_t ar = a[r], er = e[r];
+      if (er <= ar) continue;
+      A* s = ws.s + r * tiles_.block_k;
+      V m = ninf;
+      for (int64_t j = ar / W * W; j < er; j += W) {
+        V t;
+        if (j >= ar && j + W <= er) {
+          t = xf.template apply<F, true>(r, j, V::load(s + j), ar, er);
+        } else {  // lanes outside [a, e) hold no visible score
+          t = xf.template apply<F, false>(r, j, V::load(s + j), ar, er);
+          const V jv = add(V::set1(static_cast<A>(j)), lanes);
+          t = select_lt(jv, V::set1(static_cast<A>(ar)), ninf, t);
+          t = select_lt(jv, V::set1(static_cast<A>(er)), t, ninf);
         }
-        z = keep_where(z, keep, neg_inf);
+        t.store(s + j);
+        m = max(m, t);
       }
-      const V t = mul(z, V::set1(kLog2e));
-      t.store(s + j);
-      if (careful) {
-        for (int w = 0; w < W; ++w) ws.dead[r * tiles_.block_k + j + w] = s[j + w] == neg_inf;
-      }
+      vmax[r] = m;
     }
   }
 
-  // The bias of keys key0 .. key0 + W - 1 of row (b, h, i), as a vector (0 outside the tile range [a, e)).
-  V bias_vec(const Workspace& ws, int64_t b, int64_t h, int64_t i, int64_t key0, int64_t j, int64_t a, int64_t e,
-             bool inside) const {
-    const int64_t row = b * p_.bias_batch_stride + h * p_.bias_head_stride + i * p_.bias_seq_stride;
-    if (inside && p_.bias_key_stride == 1) {
-      if constexpr (std::is_same_v<A, float>) {
-        if (p_.bias_dtype == DType::kFloat32) {
-          return V::load(reinterpret_cast<const float*>(static_cast<const char*>(p_.bias) + (row + key0) * 4));
+  // dst[j] = bias[at + j * key stride] as A for j < n: a row's bias of one tile.
+  void convert_bias(int64_t at, int64_t n, A* dst) const {
+    if constexpr (std::is_same_v<A, float>) {
+      if (p_.bias_key_stride == 1 && (p_.bias_dtype == DType::kFloat16 || p_.bias_dtype == DType::kBFloat16)) {
+        if (p_.bias_dtype == DType::kFloat16) {
+          read_row<A, Half>(p_.bias, at, 1, n, dst);
+        } else {
+          read_row<A, BFloat16>(p_.bias, at, 1, n, dst);
         }
-      } else {
-        if (p_.bias_dtype == DType::kFloat64) {
-          return V::load(reinterpret_cast<const double*>(static_cast<const char*>(p_.bias) + (row + key0) * 8));
-        }
+        return;
       }
     }
-    for (int w = 0; w < W; ++w) {
-      const int64_t jj = j + w;
-      ws.bias[w] = jj >= a && jj < e ? static_cast<A>(detail::bias_at(p_, b, h, i, key0 + w)) : A(0);
+    for (int64_t j = 0; j < n; ++j) dst[j] = static_cast<A>(detail::bias_elem(p_, at + j * p_.bias_key_stride));
+  }
+
+  // Prefetches a row's mask bytes and bias values of the keys [j, j + block_k) (contiguous rows only), into
+  // L1 (kLocality 3) or L2 (2). Always inlined: out of line, GCC finds a function of prefetches free of
+  // effects and deletes its calls.
+  template <int kLocality>
+  __attribute__((always_inline)) void prefetch_options(const RowOptions& opt, int64_t j) const {
+    if (j >= geo_.max_keys()) return;
+    if (opt.mask != nullptr && p_.mask_key_stride == 1) {
+      for (int64_t off = 0; off < tiles_.block_k; off += 64) __builtin_prefetch(opt.mask + j + off, 0, kLocality);
     }
-    return V::load(ws.bias);
+    if (p_.bias != nullptr && p_.bias_key_stride == 1) {
+      const int64_t size = detail::dtype_size(p_.bias_dtype);
+      const char* row = static_cast<const char*>(p_.bias) + (opt.bias + j) * size;
+      for (int64_t off = 0; off < tiles_.block_k * size; off += 64) __builtin_prefetch(row + off, 0, kLocality);
+    }
   }
 
   // O = alpha O + P V for the active rows of a block, row x over its keys [a[x], e[x]). The keys are summed
@@ -921,6 +1085,9 @@ class TiledForward {
   bool decode_;      // few rows per kv head: q . k as dot products on K rows, keys split in chunks
   int64_t dqp_;      // stride of the packed q rows (padded to whole vectors when decoding)
   detail::DecodeSplit split_;
+  bool bias_native_ = bias_native();
+  int xf_flags_ = (p_.bias != nullptr ? kXfBias : 0) | (p_.alibi_slopes != nullptr ? kXfAlibi : 0) |
+                  (p_.mask != nullptr ? kXfMask : 0) | (p_.softcap > 0 ? kXfSoftcap : 0);
 };
 
 // The entry point of this instruction set's kernels.
