@@ -10,7 +10,7 @@ import pytest
 import tileattn
 from tileattn import reference
 
-from conftest import ALL_DTYPES, check_against_oracle, qkv, run
+from conftest import ALL_DTYPES, check_against_oracle, dtype_of, qkv, run
 
 OPTIONS = {
     "top_left": dict(causal="top_left"),
@@ -204,6 +204,20 @@ def test_bias_dtypes(rng):
             rtol=1e-12,
         )
     np.testing.assert_allclose(run(q, k, v, bias=base.astype(np.float16)), ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("bias_dtype", ALL_DTYPES)
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+def test_bias_dtype_matrix(rng, path, dtype, bias_dtype):
+    """Every bias dtype with every input dtype (read in place, converted a tile row at a time, or
+    gathered), contiguous and strided along the keys, on every kernel path."""
+    q, k, v = qkv(rng, b=2, hq=4, hkv=2, sq=37, sk=133, d=24, dtype=dtype)
+    base = rng.standard_normal((4, 37, 2 * 133)).astype(dtype_of(bias_dtype))
+    for bias in (np.ascontiguousarray(base[..., :133]), base[..., ::2]):
+        check_against_oracle(q, k, v, path, bias=bias, causal=True)
+        check_against_oracle(
+            q, k, v, path, bias=bias, softcap=5.0, mask=rng.random((37, 133)) > 0.2
+        )
 
 
 @pytest.mark.parametrize(

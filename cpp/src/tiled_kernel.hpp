@@ -226,6 +226,8 @@ struct ScoreTransform {
   int64_t mask_stride = 0;
   V mult, cap_log2e, log2e;
   const A* bias[MR];            // the row's bias of the tile's key 0, as A (the caller's or converted)
+  const A* bias_far[MR];        // what to prefetch into L2 for the row (its bias kPrefetchTiles tiles on)
+  const A* bias_near[MR];       // and into L1 (the next block's row, this tile)
   const uint8_t* mask_row[MR];  // the row's mask byte of the tile's key 0
   V neg_slope[MR];              // -slope * log2(e)
   V diag[MR];                   // lane l: the row's diagonal key relative to the tile, minus l
@@ -240,6 +242,10 @@ struct ScoreTransform {
     if constexpr ((F & kXfBias) != 0) {
       V bv;
       if constexpr (kInside) {
+        // One line ahead in each direction per vector consumed: spread this way, the prefetches never
+        // fill the line-fill buffers in a burst (a block's worth at once stalled the core).
+        __builtin_prefetch(bias_far[r] + j, 0, 2);
+        __builtin_prefetch(bias_near[r] + j, 0, 3);
         bv = V::load(bias[r] + j);
       } else {  // only the visible keys may be read
         for (int w = 0; w < W; ++w) gather[w] = j + w >= ar && j + w < er ? bias[r][j + w] : A(0);
@@ -778,10 +784,14 @@ class TiledForward {
     for (int r = 0; r < MR; ++r) {
       const RowOptions& o = ws.opt[std::min(rb + r, nrows - 1)];
       if (bias_native_) {
-        x.bias[r] = static_cast<const A*>(p_.bias) + o.bias + j0;
+        const A* base = static_cast<const A*>(p_.bias);
+        x.bias[r] = base + o.bias + j0;
+        const int64_t far = j0 + detail::kPrefetchTiles * tiles_.block_k;
+        x.bias_far[r] = far < geo_.max_keys() ? base + o.bias + far : x.bias[r];
+        x.bias_near[r] = rb + MR + r < nrows ? base + ws.opt[rb + MR + r].bias + j0 : x.bias[r];
       } else if (p_.bias != nullptr) {
         A* dst = ws.bias_tile + r * tiles_.block_k;
-        x.bias[r] = dst;
+        x.bias[r] = x.bias_far[r] = x.bias_near[r] = dst;
         if (rb + r < nrows) convert_bias(o.bias + j0 * p_.bias_key_stride, nk, dst);
       }
       x.mask_row[r] = o.mask != nullptr ? o.mask + j0 * p_.mask_key_stride : nullptr;
@@ -846,7 +856,7 @@ class TiledForward {
     if (opt.mask != nullptr && p_.mask_key_stride == 1) {
       for (int64_t off = 0; off < tiles_.block_k; off += 64) __builtin_prefetch(opt.mask + j + off, 0, kLocality);
     }
-    if (p_.bias != nullptr && p_.bias_key_stride == 1) {
+    if (p_.bias != nullptr && p_.bias_key_stride == 1 && !bias_native_) {  // native: prefetched by the transform
       const int64_t size = detail::dtype_size(p_.bias_dtype);
       const char* row = static_cast<const char*>(p_.bias) + (opt.bias + j) * size;
       for (int64_t off = 0; off < tiles_.block_k * size; off += 64) __builtin_prefetch(row + off, 0, kLocality);

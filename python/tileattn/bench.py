@@ -426,13 +426,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--cases", nargs="*", help="only cases whose label contains one of these strings"
     )
+    ap.add_argument(
+        "--masks",
+        action="store_true",
+        help="instead: what masks, windows, biases, ALiBi and softcap cost against the plain kernel",
+    )
     ap.add_argument("--no-torch", action="store_true", help="leave torch out even when installed")
-    ap.add_argument("--json", default="bench_compare.json", help="where to write the JSON results")
+    ap.add_argument(
+        "--json",
+        default=None,
+        help="where to write the JSON results (bench_compare.json, bench_masks.json)",
+    )
     ap.add_argument(
         "--png", default="bench_compare.png", help="where to write the chart (needs matplotlib)"
     )
     args = ap.parse_args(argv)
     threads = args.threads or _api.get_num_threads()
+    if args.masks:
+        from . import bench_masks
+
+        return bench_masks.main(
+            threads,
+            args.rounds,
+            args.min_time,
+            args.cases,
+            not args.no_torch,
+            args.json or "bench_masks.json",
+        )
+    args.json = args.json or "bench_compare.json"
     report = run(threads, args.rounds, args.min_time, args.cases, not args.no_torch)
     print(format_table(report))
     with open(args.json, "w") as f:
