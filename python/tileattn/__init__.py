@@ -13,6 +13,7 @@ from ._analysis import attention_received, attention_weights, merge_attention
 from ._api import LAYOUTS, attention, attention_varlen, get_num_threads, set_num_threads
 from ._config import show_config
 from ._core import __version__
+from ._locations import get_cmake_dir, get_include, get_library, get_library_dir, get_pkgconfig_dir
 
 __all__ = [
     "LAYOUTS",
@@ -21,7 +22,12 @@ __all__ = [
     "attention_received",
     "attention_varlen",
     "attention_weights",
+    "get_cmake_dir",
+    "get_include",
+    "get_library",
+    "get_library_dir",
     "get_num_threads",
+    "get_pkgconfig_dir",
     "merge_attention",
     "reference",
     "set_num_threads",

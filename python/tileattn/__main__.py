@@ -272,7 +272,43 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument("--show-config", action="store_true", help="print show_config() and exit")
+    where = ap.add_argument_group(
+        "locations",
+        "print where the C/C++ headers, libtileattn and its CMake package are, and exit",
+    )
+    where.add_argument(
+        "--includes", action="store_true", help="compiler flag for the headers (-I...)"
+    )
+    where.add_argument(
+        "--libs",
+        action="store_true",
+        help="linker flags for libtileattn (-L... -Wl,-rpath,... -l...)",
+    )
+    where.add_argument("--libdir", action="store_true", help="folder of libtileattn")
+    where.add_argument("--cmakedir", action="store_true", help="folder of tileattnConfig.cmake")
+    where.add_argument("--pkgconfigdir", action="store_true", help="folder of tileattn.pc")
     return ap
+
+
+def print_locations(args: argparse.Namespace) -> bool:
+    """Prints the locations asked for, one per line; False when none was asked for."""
+    from . import _locations as loc
+
+    lines = []
+    if args.includes:
+        lines.append(f"-I{loc.get_include()}")
+    if args.libs:
+        libdir = loc.get_library_dir()
+        lines.append(f"-L{libdir} -Wl,-rpath,{libdir} -ltileattn")
+    if args.libdir:
+        lines.append(loc.get_library_dir())
+    if args.cmakedir:
+        lines.append(loc.get_cmake_dir())
+    if args.pkgconfigdir:
+        lines.append(loc.get_pkgconfig_dir())
+    for line in lines:
+        print(line)
+    return bool(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -282,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
+    if print_locations(args):
+        return 0
     if args.show_config:
         from ._config import show_config
 

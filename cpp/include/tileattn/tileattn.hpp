@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include "tileattn/tileattn.h"  // TILEATTN_API, TILEATTN_VERSION_STRING, and the C ABI
 #include <string>
 #include <vector>
 
@@ -95,7 +96,17 @@ struct Params {
 // Computes attention as described by `p`. Throws std::invalid_argument (message naming the field) for
 // inconsistent parameters and std::bad_alloc when scratch memory cannot be allocated. Never reads or
 // writes outside the described arrays. Results are bitwise identical for any thread count.
-void attention(const Params& p);
+TILEATTN_API void attention(const Params& p);
+
+// Merges `parts` partial results of attention over disjoint key sets of the same queries into the attention
+// over their union, as tileattn.merge_attention(): outs[p] are C-contiguous (rows, head_dim_v) arrays of
+// `dtype`, lses[p] their (rows,) LSEs (double for kFloat64, else float), rows in one order (for example
+// batch x heads x seq of contiguous bhsd arrays). With m = max_p lse_p and W = sum_p exp(lse_p - m):
+// out = sum_p exp(lse_p - m) / W * outs[p] and lse = m + log(W) (skipped when lse is null). Partials with
+// LSE -inf add nothing; a row empty in every part gives 0 and -inf. Accumulates in float (double for
+// kFloat64). Throws std::invalid_argument for bad arguments.
+TILEATTN_API void merge_attention(DType dtype, int64_t parts, const void* const* outs, const void* const* lses,
+                                  void* out, void* lse, int64_t rows, int64_t head_dim_v, int num_threads = 0);
 
 // The block sizes the tiled kernel uses for `p`: query positions per work item and keys per KV tile.
 // Results depend on block_k (where the online softmax rescales) but never on block_q. For diagnostics
@@ -104,23 +115,23 @@ struct TileInfo {
   int64_t block_q;
   int64_t block_k;
 };
-TileInfo tile_info(const Params& p);
+TILEATTN_API TileInfo tile_info(const Params& p);
 
 // Fills the strides of a contiguous (batch, head, seq, dim) tensor ("bhsd") or of a contiguous
 // (batch, seq, head, dim) tensor ("bshd"), as a convenience for C++ callers.
 struct Strides4 {
   int64_t batch, head, seq, dim;
 };
-Strides4 contiguous_bhsd(int64_t heads, int64_t seq, int64_t dim);
-Strides4 contiguous_bshd(int64_t heads, int64_t seq, int64_t dim);
+TILEATTN_API Strides4 contiguous_bhsd(int64_t heads, int64_t seq, int64_t dim);
+TILEATTN_API Strides4 contiguous_bshd(int64_t heads, int64_t seq, int64_t dim);
 
 // Default number of threads for calls with num_threads == 0. Initially the value of the environment
 // variable TILEATTN_NUM_THREADS when it holds a positive integer, else the number of CPUs this process
 // may run on. set_num_threads(n) requires n >= 1.
-void set_num_threads(int n);
-int get_num_threads();
+TILEATTN_API void set_num_threads(int n);
+TILEATTN_API int get_num_threads();
 // Number of CPUs this process may run on (its affinity mask).
-int available_cpus();
+TILEATTN_API int available_cpus();
 
 // What was built and what runs here, for show_config().
 struct BuildInfo {
@@ -131,7 +142,7 @@ struct BuildInfo {
   bool native_build;
   std::vector<std::string> compiled_isas;  // instruction-set levels with compiled kernels
 };
-BuildInfo build_info();
+TILEATTN_API BuildInfo build_info();
 
 struct CpuInfo {
   std::string vendor;
@@ -140,16 +151,16 @@ struct CpuInfo {
   Isa best_isa;                       // best level this CPU and the build support
   Isa selected_isa;                   // what kAuto uses (best_isa, or lower if TILEATTN_ISA says so)
 };
-CpuInfo cpu_info();
+TILEATTN_API CpuInfo cpu_info();
 
-const char* isa_name(Isa isa);
+TILEATTN_API const char* isa_name(Isa isa);
 
 // Probes of this machine's ceilings, for benchmarks that report fractions of them. FMA throughput in
 // GFLOP/s of independent fused multiply-adds on `threads` threads with the selected instruction set
 // (float32, or float64 with f64), run for about `seconds`; and the best memory-read bandwidth in GB/s of
 // `repeats` passes over a buffer of `bytes` bytes split across `threads` threads.
-double probe_fma_gflops(int threads, bool f64, double seconds);
-double probe_read_gbs(int threads, int64_t bytes, int repeats);
-const char* version();
+TILEATTN_API double probe_fma_gflops(int threads, bool f64, double seconds);
+TILEATTN_API double probe_read_gbs(int threads, int64_t bytes, int repeats);
+TILEATTN_API const char* version();
 
 }  // namespace tileattn
