@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "tileattn/tileattn.hpp"
 
@@ -52,6 +53,32 @@ View view_of(const py::array& a, int ndim, py::ssize_t itemsize, const char* nam
   return v;
 }
 
+// A GPU array, described by the Python layer (tileattn/cuda.py) as (pointer, shape, strides in elements).
+bool is_device_view(const py::handle& obj) { return py::isinstance<py::tuple>(obj); }
+
+View device_view(const py::handle& obj, int ndim, const char* name) {
+  const auto t = py::reinterpret_borrow<py::tuple>(obj);
+  const auto shape = t[1].cast<std::vector<int64_t>>();
+  const auto strides = t[2].cast<std::vector<int64_t>>();
+  if (static_cast<int>(shape.size()) != ndim || strides.size() != shape.size()) {
+    throw std::invalid_argument(std::string(name) + " must have " + std::to_string(ndim) + " dimensions");
+  }
+  View v{};
+  v.data = reinterpret_cast<void*>(t[0].cast<uintptr_t>());
+  for (int i = 0; i < ndim; ++i) {
+    v.shape[i] = shape[i];
+    v.stride[i] = strides[i];
+  }
+  return v;
+}
+
+// A NumPy array or a device descriptor, as a view.
+View any_view(const py::handle& obj, int ndim, py::ssize_t itemsize, const char* name, bool writable) {
+  if (is_device_view(obj)) return device_view(obj, ndim, name);
+  if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(name) + " must be a NumPy array");
+  return view_of(py::reinterpret_borrow<py::array>(obj), ndim, itemsize, name, writable);
+}
+
 void require_shape(const View& v, const char* name, int ndim, const int64_t* expected) {
   for (int i = 0; i < ndim; ++i) {
     if (v.shape[i] != expected[i]) throw std::invalid_argument(std::string(name) + " has an inconsistent shape");
@@ -73,19 +100,21 @@ const int64_t* int64_data(const py::object& obj, int64_t length, const char* nam
 // have batch 1 and the sequences are described by the offsets. mask: None or a 4-D (batch, heads_q, seq_q,
 // seq_k) view of 1-byte booleans; bias: None or such a view of a float dtype (bias_dtype); alibi_slopes:
 // None or a contiguous float64 (batch or 1, heads_q) array.
-void attention(const py::array& q, const py::array& k, const py::array& v, const py::array& out,
+// device: 0 = CPU, 1 = CUDA on NumPy arrays (copied to the GPU and back), 2 = CUDA on device
+// descriptors (q, k, v, out, lse, mask, bias), queued on `stream`.
+void attention(const py::object& q, const py::object& k, const py::object& v, const py::object& out,
                const py::object& lse, int dtype, double scale, bool causal, int num_threads, int path, int isa,
                bool top_left, int64_t window_left, int64_t window_right, const py::object& q_lengths,
                const py::object& kv_lengths, const py::object& cu_seqlens_q, const py::object& cu_seqlens_k,
                const py::object& mask, const py::object& bias, int bias_dtype, const py::object& alibi_slopes,
-               double softcap) {
+               double softcap, int device, uintptr_t stream) {
   tileattn::Params p;
   p.dtype = static_cast<tileattn::DType>(dtype);
   const py::ssize_t itemsize = item_size(p.dtype);
-  const View qv = view_of(q, 4, itemsize, "q", false);
-  const View kv = view_of(k, 4, itemsize, "k", false);
-  const View vv = view_of(v, 4, itemsize, "v", false);
-  const View ov = view_of(out, 4, itemsize, "out", true);
+  const View qv = any_view(q, 4, itemsize, "q", false);
+  const View kv = any_view(k, 4, itemsize, "k", false);
+  const View vv = any_view(v, 4, itemsize, "v", false);
+  const View ov = any_view(out, 4, itemsize, "out", true);
   const int64_t kshape[4] = {qv.shape[0], kv.shape[1], kv.shape[2], qv.shape[3]};
   require_shape(kv, "k", 4, kshape);
   const int64_t vshape[3] = {qv.shape[0], kv.shape[1], kv.shape[2]};
@@ -114,8 +143,7 @@ void attention(const py::array& q, const py::array& k, const py::array& v, const
   p.out_batch_stride = ov.stride[0], p.out_head_stride = ov.stride[1], p.out_seq_stride = ov.stride[2];
   p.out_dim_stride = ov.stride[3];
   if (!lse.is_none()) {
-    const auto lse_array = py::reinterpret_borrow<py::array>(lse);
-    const View lv = view_of(lse_array, 3, p.dtype == tileattn::DType::kFloat64 ? 8 : 4, "lse", true);
+    const View lv = any_view(lse, 3, p.dtype == tileattn::DType::kFloat64 ? 8 : 4, "lse", true);
     require_shape(lv, "lse", 3, qv.shape);
     p.lse = lv.data;
     p.lse_batch_stride = lv.stride[0], p.lse_head_stride = lv.stride[1], p.lse_seq_stride = lv.stride[2];
@@ -141,7 +169,7 @@ void attention(const py::array& q, const py::array& k, const py::array& v, const
   p.q_lengths = int64_data(q_lengths, p.batch, "q_lengths");
   p.kv_lengths = int64_data(kv_lengths, p.batch, "kv_lengths");
   if (!mask.is_none()) {
-    const View mv = view_of(py::reinterpret_borrow<py::array>(mask), 4, 1, "mask", false);
+    const View mv = any_view(mask, 4, 1, "mask", false);
     const int64_t mshape[4] = {p.batch, p.heads_q, p.seq_q, p.seq_k};
     require_shape(mv, "mask", 4, mshape);
     p.mask = static_cast<const uint8_t*>(mv.data);
@@ -150,7 +178,7 @@ void attention(const py::array& q, const py::array& k, const py::array& v, const
   }
   if (!bias.is_none()) {
     p.bias_dtype = static_cast<tileattn::DType>(bias_dtype);
-    const View bv = view_of(py::reinterpret_borrow<py::array>(bias), 4, item_size(p.bias_dtype), "bias", false);
+    const View bv = any_view(bias, 4, item_size(p.bias_dtype), "bias", false);
     const int64_t bshape[4] = {p.batch, p.heads_q, p.seq_q, p.seq_k};
     require_shape(bv, "bias", 4, bshape);
     p.bias = bv.data;
@@ -169,7 +197,66 @@ void attention(const py::array& q, const py::array& k, const py::array& v, const
   p.softcap = softcap;
 
   py::gil_scoped_release release;
-  tileattn::attention(p);
+  switch (device) {
+    case 0:
+      tileattn::attention(p);
+      return;
+    case 1:
+      tileattn::attention_cuda_host(p);
+      return;
+    default:
+      tileattn::attention_cuda(p, reinterpret_cast<void*>(stream));
+      return;
+  }
+}
+
+// What the CUDA build and the driver offer now.
+py::dict cuda_info() {
+  const tileattn::CudaInfo c = tileattn::cuda_info();
+  py::dict d;
+  d["built"] = c.built;
+  d["runtime_version"] = c.runtime_version;
+  d["driver_version"] = c.driver_version;
+  d["device_count"] = c.device_count;
+  d["architectures"] = c.architectures;
+  d["devices"] = c.devices;
+  d["error"] = c.error;
+  return d;
+}
+
+// The DLPack (v0) tensor of a "dltensor" capsule, without taking ownership: (data + byte_offset,
+// device_type, device_id, dtype code, bits, lanes, shape, strides or None).
+struct DLDevice {
+  int32_t device_type;
+  int32_t device_id;
+};
+struct DLDataType {
+  uint8_t code;
+  uint8_t bits;
+  uint16_t lanes;
+};
+struct DLTensor {
+  void* data;
+  DLDevice device;
+  int32_t ndim;
+  DLDataType dtype;
+  int64_t* shape;
+  int64_t* strides;
+  uint64_t byte_offset;
+};
+
+py::tuple dlpack_info(const py::capsule& capsule) {
+  if (std::string(capsule.name() == nullptr ? "" : capsule.name()) != "dltensor") {
+    throw std::invalid_argument("expected an unconsumed DLPack capsule named 'dltensor'");
+  }
+  // DLManagedTensor starts with its DLTensor.
+  const auto* t = static_cast<const DLTensor*>(capsule.get_pointer());
+  std::vector<int64_t> shape(t->shape, t->shape + t->ndim);
+  py::object strides = py::none();
+  if (t->strides != nullptr) strides = py::cast(std::vector<int64_t>(t->strides, t->strides + t->ndim));
+  const uintptr_t data = reinterpret_cast<uintptr_t>(t->data) + t->byte_offset;
+  return py::make_tuple(data, t->device.device_type, t->device.device_id, t->dtype.code, t->dtype.bits,
+                        t->dtype.lanes, shape, strides);
 }
 
 // Block sizes of the tiled kernel for a problem (for tests probing tile boundaries).
@@ -214,13 +301,16 @@ py::dict cpu_info() {
 PYBIND11_MODULE(_core, m) {
   m.doc() = "tileattn's compiled core (private: use the functions of the tileattn package)";
   m.attr("__version__") = tileattn::version();
-  m.def("attention", &attention, py::arg("q").noconvert(), py::arg("k").noconvert(), py::arg("v").noconvert(),
-        py::arg("out").noconvert(), py::arg("lse"), py::arg("dtype"), py::arg("scale"), py::arg("causal"),
+  m.def("attention", &attention, py::arg("q"), py::arg("k"), py::arg("v"),
+        py::arg("out"), py::arg("lse"), py::arg("dtype"), py::arg("scale"), py::arg("causal"),
         py::arg("num_threads"), py::arg("path"), py::arg("isa"), py::kw_only(), py::arg("top_left") = false,
         py::arg("window_left") = -1, py::arg("window_right") = -1, py::arg("q_lengths") = py::none(),
         py::arg("kv_lengths") = py::none(), py::arg("cu_seqlens_q") = py::none(),
         py::arg("cu_seqlens_k") = py::none(), py::arg("mask") = py::none(), py::arg("bias") = py::none(),
-        py::arg("bias_dtype") = 0, py::arg("alibi_slopes") = py::none(), py::arg("softcap") = 0.0);
+        py::arg("bias_dtype") = 0, py::arg("alibi_slopes") = py::none(), py::arg("softcap") = 0.0,
+        py::arg("device") = 0, py::arg("stream") = 0);
+  m.def("cuda_info", &cuda_info);
+  m.def("dlpack_info", &dlpack_info, py::arg("capsule"));
   m.def("tile_info", &tile_info, py::arg("dtype"), py::arg("batch"), py::arg("heads_q"), py::arg("heads_kv"),
         py::arg("seq_q"), py::arg("seq_k"), py::arg("head_dim"), py::arg("head_dim_v"), py::arg("num_threads"),
         py::arg("isa"));

@@ -247,5 +247,5 @@ def test_gpu_like_arrays_are_refused():
         def __cuda_array_interface__(self):
             return {"shape": (2, 2), "typestr": "<f4", "data": (0, False), "version": 3}
 
-    with pytest.raises(TypeError, match="q is a GPU array"):
+    with pytest.raises(ValueError, match="q is a GPU array but k is not"):
         tileattn.attention(FakeCuda(), np.zeros((2, 2), np.float32), np.zeros((2, 2), np.float32))

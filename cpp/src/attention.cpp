@@ -7,6 +7,7 @@
 
 #include "cpu_features.hpp"
 #include "kernels.hpp"
+#include "validate.hpp"
 #include "tileattn/tileattn.hpp"
 
 namespace tileattn {
@@ -94,7 +95,9 @@ void validate_lengths(const Params& p) {
   }
 }
 
-void validate(const Params& p) {
+}  // namespace
+
+void detail::validate(const Params& p) {
   validate_shape(p);
   validate_lengths(p);
   const bool any_rows = p.batch > 0 && p.heads_q > 0 && p.seq_q > 0;
@@ -116,6 +119,8 @@ void validate(const Params& p) {
   }
 }
 
+namespace {
+
 int threads_for(const Params& p) { return p.num_threads > 0 ? p.num_threads : get_num_threads(); }
 
 Isa isa_for(const Params& p) { return p.isa == Isa::kAuto ? detail::selected_isa() : p.isa; }
@@ -123,7 +128,7 @@ Isa isa_for(const Params& p) { return p.isa == Isa::kAuto ? detail::selected_isa
 }  // namespace
 
 void attention(const Params& p) {
-  validate(p);
+  detail::validate(p);
   if (p.batch == 0 || p.heads_q == 0 || p.seq_q == 0) return;
   const int threads = threads_for(p);
   if (p.path == KernelPath::kReference) {

@@ -8,7 +8,7 @@
 ``tileattn.reference`` holds the NumPy oracle with the same signature.
 """
 
-from . import reference
+from . import cuda, reference
 from ._analysis import attention_received, attention_weights, merge_attention
 from ._api import LAYOUTS, attention, attention_varlen, get_num_threads, set_num_threads
 from ._config import show_config
@@ -22,6 +22,7 @@ __all__ = [
     "attention_received",
     "attention_varlen",
     "attention_weights",
+    "cuda",
     "get_cmake_dir",
     "get_include",
     "get_library",

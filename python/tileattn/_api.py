@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from . import cuda as _cuda
 
 LAYOUTS = ("bhsd", "bshd")
 _PATHS = {"auto": 0, "tiled": 1, "reference": 2}
@@ -324,6 +325,8 @@ def attention(
     return_lse: bool = False,
     out: np.ndarray | None = None,
     num_threads: int | None = None,
+    device: str = "auto",
+    stream: Any = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Exact softmax attention ``softmax(scale * q @ k^T + bias) @ v``, computed in tiles.
 
@@ -353,7 +356,14 @@ def attention(
         return_lse: also return ``lse = log(sum_j exp(score_j))`` over the visible keys, shape
             ``(B, Hq, Sq)`` (leading dims follow the rank), float32 (float64 for float64 inputs).
         out: array of the output's exact shape and dtype (any strides) that receives the result.
-        num_threads: threads for this call; default :func:`get_num_threads`.
+        num_threads: threads for this call; default :func:`get_num_threads` (CPU only).
+        device: ``"auto"`` (default) follows the inputs: GPU arrays (``__cuda_array_interface__`` or
+            ``__dlpack__`` on a CUDA device: CuPy, PyTorch CUDA tensors) run on their GPU in place and
+            return the same kind of array there, NumPy arrays run on the CPU. ``"cuda"``: NumPy inputs
+            are copied to the current GPU and the result copied back. ``"cpu"``: NumPy only. Needs a
+            CUDA build (see :mod:`tileattn.cuda`); on the GPU D and Dv must be <= 256.
+        stream: for GPU arrays, the CUDA stream to run on (an int handle or a torch / CuPy stream);
+            default the inputs' framework's current stream. The call returns without waiting.
 
     A row that sees no key, however it is masked (only -inf masks; very negative finite scores are a
     normal row), outputs exactly +0.0 with LSE -inf, never NaN. Broadcast mask and bias dimensions are
@@ -365,8 +375,31 @@ def attention(
 
     Raises:
         ValueError: bad shapes, layout, options or thread count. TypeError: unsupported or mixed
-        dtypes. MemoryError: the output or scratch memory cannot be allocated.
+        dtypes. MemoryError: the output or scratch memory cannot be allocated. RuntimeError: a GPU was
+        asked for and none can be used, or a CUDA error.
     """
+    where = resolve_device(device, (("q", q), ("k", k), ("v", v)))
+    if where == "gpu":
+        return attention_gpu(
+            q,
+            k,
+            v,
+            causal=causal,
+            scale=scale,
+            layout=layout,
+            window=window,
+            mask=mask,
+            bias=bias,
+            alibi_slopes=alibi_slopes,
+            softcap=softcap,
+            q_lengths=q_lengths,
+            kv_lengths=kv_lengths,
+            return_lse=return_lse,
+            out=out,
+            stream=stream,
+        )
+    if stream is not None:
+        raise ValueError("stream= applies to GPU arrays only")
     return attention_impl(
         q,
         k,
@@ -384,7 +417,134 @@ def attention(
         softcap=softcap,
         q_lengths=q_lengths,
         kv_lengths=kv_lengths,
+        device=where,
     )
+
+
+def resolve_device(device: Any, arrays: tuple[tuple[str, Any], ...]) -> str:
+    """'cpu', 'cuda-host' (NumPy arrays computed on the GPU) or 'gpu' (GPU arrays in place)."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    on_gpu = [name for name, x in arrays if _cuda.is_gpu_array(x)]
+    if on_gpu:
+        if device == "cpu":
+            raise ValueError(
+                f"{on_gpu[0]} is a GPU array but device='cpu'; copy it to the host first"
+            )
+        if len(on_gpu) != len(arrays):
+            host = next(name for name, x in arrays if name not in on_gpu)
+            raise ValueError(
+                f"{on_gpu[0]} is a GPU array but {host} is not: pass all of them on one device"
+            )
+        _cuda.require_available()
+        return "gpu"
+    if device == "cuda":
+        _cuda.require_available()
+        return "cuda-host"
+    return "cpu"
+
+
+def attention_gpu(
+    q,
+    k,
+    v,
+    *,
+    causal,
+    scale,
+    layout,
+    window,
+    mask,
+    bias,
+    alibi_slopes,
+    softcap,
+    q_lengths,
+    kv_lengths,
+    return_lse,
+    out,
+    stream,
+):
+    """attention() on GPU arrays, in place, on the inputs' device and stream."""
+    layout = check_layout(layout)
+    qg, kg, vg = (_cuda.as_gpu_array(x, n) for n, x in (("q", q), ("k", k), ("v", v)))
+    code = _cuda.check_dtype(qg, "q", None)
+    _cuda.check_dtype(kg, "k", code)
+    _cuda.check_dtype(vg, "v", code)
+    dev = qg.device
+    for name, x in (("k", kg), ("v", vg)):
+        if x.device != dev:
+            raise ValueError(f"{name} is on cuda:{x.device} but q on cuda:{dev}")
+    check_shapes(qg, kg, vg, layout)
+    is_causal, top_left = check_causal(causal)
+    left, right = check_window(window)
+    rank = qg.ndim
+    q4, k4, v4 = to_bhsd(qg, layout), to_bhsd(kg, layout), to_bhsd(vg, layout)
+    b, hq, sq, d = q4.shape
+    sk, dv = k4.shape[2], v4.shape[3]
+    scale = check_scale(scale, d)
+    target = (b, hq, sq, sk)
+    mask_desc = bias_desc = None
+    bias_code = 0
+    if mask is not None:
+        mg = _cuda.as_gpu_array(mask, "mask")
+        if mg.dtype != "bool":
+            raise TypeError(
+                f"mask must be a boolean array (True = may attend), got dtype {mg.dtype}"
+            )
+        mask_desc = mg.broadcast_to(target, "mask").descriptor()
+    if bias is not None:
+        bg = _cuda.as_gpu_array(bias, "bias")
+        bias_code = _cuda.check_dtype(bg, "bias", None)
+        bias_desc = bg.broadcast_to(target, "bias").descriptor()
+    slopes = check_alibi(_cuda.to_host(alibi_slopes, "alibi_slopes"), b, hq)
+    cap = check_softcap(softcap)
+    ql = check_lengths(_cuda.to_host(q_lengths, "q_lengths"), "q_lengths", b, sq)
+    kl = check_lengths(_cuda.to_host(kv_lengths, "kv_lengths"), "kv_lengths", b, sk)
+    out_shape = from_bhsd_shape((b, hq, sq, dv), layout, rank)
+    if out is None:
+        result = _cuda._empty_like_kind(q, out_shape, qg.dtype, dev)
+    else:
+        og = _cuda.as_gpu_array(out, "out")
+        if og.shape != out_shape:
+            raise ValueError(
+                f"out must have shape {out_shape} (the output's shape); got {og.shape}"
+            )
+        if og.dtype != qg.dtype:
+            raise TypeError(f"out must have dtype {qg.dtype} (the inputs' dtype); got {og.dtype}")
+        result = out
+    lse_dtype = "float64" if qg.dtype == "float64" else "float32"
+    lse = _cuda._empty_like_kind(q, (b, hq, sq), lse_dtype, dev) if return_lse else None
+    if b * hq * sq > 0:
+        res4 = to_bhsd(_cuda.as_gpu_array(result, "out"), layout)
+        handle = _cuda.current_stream(q, dev, stream)
+        with _cuda._DeviceContext(q, dev):
+            _core.attention(
+                q4.descriptor(),
+                k4.descriptor(),
+                v4.descriptor(),
+                res4.descriptor(),
+                None if lse is None else _cuda.as_gpu_array(lse, "lse").descriptor(),
+                code,
+                scale,
+                is_causal,
+                0,
+                0,
+                -1,
+                top_left=top_left,
+                window_left=left,
+                window_right=right,
+                q_lengths=ql,
+                kv_lengths=kl,
+                mask=mask_desc,
+                bias=bias_desc,
+                bias_dtype=bias_code,
+                alibi_slopes=slopes,
+                softcap=cap,
+                device=2,
+                stream=handle,
+            )
+    if not return_lse:
+        return result
+    return result, lse.reshape(tuple(lse.shape[4 - rank :]))
 
 
 def _check_same_dtype(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> int:
@@ -466,6 +626,7 @@ def attention_impl(
     q_lengths: Any = None,
     kv_lengths: Any = None,
     align: str | None = None,
+    device: str = "cpu",
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """attention() with the kernel path and instruction set selectable (tests and benchmarks), and the
     diagonal's alignment given apart from causality (`align`, for the compat wrappers)."""
@@ -523,6 +684,7 @@ def attention_impl(
             bias_dtype=bias_code,
             alibi_slopes=slopes,
             softcap=cap,
+            device=1 if device == "cuda-host" else 0,
         )
     if not return_lse:
         return result
@@ -561,6 +723,8 @@ def attention_varlen(
     return_lse: bool = False,
     out: np.ndarray | None = None,
     num_threads: int | None = None,
+    device: str = "auto",
+    stream: Any = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Attention over packed sequences of different lengths (FlashAttention's varlen layout).
 
@@ -569,8 +733,28 @@ def attention_varlen(
     int64 offsets of shape ``(B + 1,)`` from 0 to the totals. Every option applies per sequence (the
     causal/window diagonal of sequence ``b`` sits at ``i + len_k(b) - len_q(b)``, or ``i`` for
     ``"top_left"``); zero-length sequences are allowed. Returns out ``(total_q, Hq, Dv)`` and, with
-    ``return_lse``, lse ``(Hq, total_q)``.
+    ``return_lse``, lse ``(Hq, total_q)``. ``device`` and ``stream`` as in :func:`attention` (offsets
+    and slopes may live on the host or the GPU).
     """
+    where = resolve_device(device, (("q", q), ("k", k), ("v", v)))
+    if where == "gpu":
+        return varlen_gpu(
+            q,
+            k,
+            v,
+            cu_seqlens_q,
+            cu_seqlens_k,
+            causal=causal,
+            scale=scale,
+            window=window,
+            alibi_slopes=alibi_slopes,
+            softcap=softcap,
+            return_lse=return_lse,
+            out=out,
+            stream=stream,
+        )
+    if stream is not None:
+        raise ValueError("stream= applies to GPU arrays only")
     return varlen_impl(
         q,
         k,
@@ -585,7 +769,100 @@ def attention_varlen(
         return_lse=return_lse,
         out=out,
         num_threads=num_threads,
+        device=where,
     )
+
+
+def varlen_gpu(
+    q,
+    k,
+    v,
+    cu_seqlens_q,
+    cu_seqlens_k,
+    *,
+    causal,
+    scale,
+    window,
+    alibi_slopes,
+    softcap,
+    return_lse,
+    out,
+    stream,
+):
+    """attention_varlen() on GPU arrays, in place."""
+    qg, kg, vg = (_cuda.as_gpu_array(x, n) for n, x in (("q", q), ("k", k), ("v", v)))
+    code = _cuda.check_dtype(qg, "q", None)
+    _cuda.check_dtype(kg, "k", code)
+    _cuda.check_dtype(vg, "v", code)
+    for name, x in (("k", kg), ("v", vg)):
+        if x.device != qg.device:
+            raise ValueError(f"{name} is on cuda:{x.device} but q on cuda:{qg.device}")
+    for name, x, dims in (
+        ("q", qg, "(total_q, Hq, D)"),
+        ("k", kg, "(total_k, Hkv, D)"),
+        ("v", vg, "(total_k, Hkv, Dv)"),
+    ):
+        if x.ndim != 3:
+            raise ValueError(f"{name} must have shape {dims}; got {x.shape}")
+    # The shape rules are those of the CPU path, checked on (1, H, total, D) views as layout bhsd.
+    q4, k4, v4 = (x.transpose(1, 0, 2)[None] for x in (qg, kg, vg))
+    check_shapes(q4, k4, v4, "bhsd")
+    tq, hq, d = qg.shape
+    tk, dv = kg.shape[0], vg.shape[2]
+    cq = check_cu_seqlens(_cuda.to_host(cu_seqlens_q, "cu_seqlens_q"), "cu_seqlens_q", tq)
+    ck = check_cu_seqlens(_cuda.to_host(cu_seqlens_k, "cu_seqlens_k"), "cu_seqlens_k", tk)
+    if cq.shape != ck.shape:
+        raise ValueError(
+            f"cu_seqlens_q and cu_seqlens_k must have the same shape (B + 1,); got {cq.shape} and {ck.shape}"
+        )
+    batch = cq.shape[0] - 1
+    is_causal, top_left = check_causal(causal)
+    left, right = check_window(window)
+    scale = check_scale(scale, d)
+    slopes = check_alibi(_cuda.to_host(alibi_slopes, "alibi_slopes"), batch, hq)
+    cap = check_softcap(softcap)
+    if out is None:
+        result = _cuda._empty_like_kind(q, (tq, hq, dv), qg.dtype, qg.device)
+    else:
+        og = _cuda.as_gpu_array(out, "out")
+        if og.shape != (tq, hq, dv) or og.dtype != qg.dtype:
+            raise ValueError(
+                f"out must be a {qg.dtype} GPU array of shape {(tq, hq, dv)}; got {og.dtype} {og.shape}"
+            )
+        result = out
+    lse_dtype = "float64" if qg.dtype == "float64" else "float32"
+    lse = _cuda._empty_like_kind(q, (hq, tq), lse_dtype, qg.device) if return_lse else None
+    if tq * hq > 0 and batch > 0:
+        res4 = _cuda.as_gpu_array(result, "out").transpose(1, 0, 2)[None]
+        lse4 = None if lse is None else _cuda.as_gpu_array(lse, "lse")[None].descriptor()
+        handle = _cuda.current_stream(q, qg.device, stream)
+        with _cuda._DeviceContext(q, qg.device):
+            _core.attention(
+                q4.descriptor(),
+                k4.descriptor(),
+                v4.descriptor(),
+                res4.descriptor(),
+                lse4,
+                code,
+                scale,
+                is_causal,
+                0,
+                0,
+                -1,
+                top_left=top_left,
+                window_left=left,
+                window_right=right,
+                cu_seqlens_q=cq,
+                cu_seqlens_k=ck,
+                alibi_slopes=slopes,
+                softcap=cap,
+                device=2,
+                stream=handle,
+            )
+    elif lse is not None:
+        lse[...] = -math.inf
+        result[...] = 0
+    return (result, lse) if return_lse else result
 
 
 def varlen_impl(
@@ -606,6 +883,7 @@ def varlen_impl(
     path="auto",
     isa="auto",
     align=None,
+    device="cpu",
 ):
     """attention_varlen() with the kernel path and alignment selectable."""
     q, k, v = as_array(q, "q"), as_array(k, "k"), as_array(v, "v")
@@ -678,6 +956,7 @@ def varlen_impl(
             cu_seqlens_k=ck,
             alibi_slopes=slopes,
             softcap=cap,
+            device=1 if device == "cuda-host" else 0,
         )
     elif lse is not None:
         lse.fill(-np.inf)

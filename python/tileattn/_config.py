@@ -13,10 +13,16 @@ from . import _core
 from ._api import bfloat16_dtype
 
 
+def _cuda_version(v: int) -> str:
+    """13000 -> '13.0'; 0 -> '-'."""
+    return f"{v // 1000}.{v % 1000 // 10}" if v else "-"
+
+
 def config() -> dict[str, Any]:
     """The configuration as a nested dict (see :func:`show_config`)."""
     build = _core.build_info()
     cpu = _core.cpu_info()
+    cuda = _core.cuda_info()
     env_isa = os.environ.get("TILEATTN_ISA", "")
     kernel = f"tiled, {cpu['selected_isa']}"
     if env_isa and env_isa != cpu["selected_isa"]:
@@ -29,7 +35,16 @@ def config() -> dict[str, Any]:
             "cxx_flags": build["cxx_flags"].strip(),
             "native": build["native_build"],
             "compiled_isas": build["compiled_isas"],
-            "cuda": False,
+            "cuda": cuda["built"],
+        },
+        "cuda": {
+            "built": cuda["built"],
+            "runtime_version": _cuda_version(cuda["runtime_version"]),
+            "architectures": cuda["architectures"] or "-",
+            "driver_version": _cuda_version(cuda["driver_version"]),
+            "devices": cuda["devices"],
+            "available": bool(cuda["built"] and cuda["device_count"] > 0),
+            "error": cuda["error"] or "-",
         },
         "cpu": {
             "vendor": cpu["vendor"],
@@ -59,7 +74,7 @@ def show_config(as_dict: bool = False) -> dict[str, Any] | None:
     if as_dict:
         return cfg
     print(f"tileattn {cfg['version']}")
-    for section in ("build", "cpu", "kernel", "threads", "python"):
+    for section in ("build", "cpu", "kernel", "threads", "cuda", "python"):
         print(f"{section}:")
         for key, value in cfg[section].items():
             if isinstance(value, list):

@@ -108,6 +108,29 @@ TILEATTN_API void attention(const Params& p);
 TILEATTN_API void merge_attention(DType dtype, int64_t parts, const void* const* outs, const void* const* lses,
                                   void* out, void* lse, int64_t rows, int64_t head_dim_v, int num_threads = 0);
 
+// ---- CUDA (optional: built with -DTILEATTN_CUDA=ON; otherwise these report "not built" / throw).
+struct CudaInfo {
+  bool built = false;                  // compiled with CUDA
+  int runtime_version = 0;             // CUDA runtime built against, e.g. 13000 for 13.0
+  int driver_version = 0;              // CUDA version the installed driver supports; 0 when none
+  int device_count = 0;                // devices visible now
+  std::string architectures;           // compiled GPU architectures, e.g. "80-real;90-real;90-virtual"
+  std::vector<std::string> devices;    // "NVIDIA H100 80GB HBM3 (sm_90)" per visible device
+  std::string error;                   // why no device can be used, when none can
+};
+TILEATTN_API CudaInfo cuda_info();
+
+// Attention on the current CUDA device, with the semantics of attention(). q, k, v, out, lse, mask and
+// bias are device memory; q_lengths, kv_lengths, cu_seqlens and alibi_slopes are host memory (copied).
+// Queued on `stream` (a cudaStream_t; nullptr = the default stream); returns without waiting. float16
+// and bfloat16 run on tensor cores when no mask, bias, ALiBi or softcap is given and D, Dv <= 256;
+// everything else runs on CUDA cores. head_dim and head_dim_v must be <= 256. Throws
+// std::invalid_argument for bad parameters and std::runtime_error for CUDA errors or a build without CUDA.
+TILEATTN_API void attention_cuda(const Params& p, void* stream);
+// The same on host memory: copies what the arrays span to the current device, computes, copies out and
+// lse back and returns when done.
+TILEATTN_API void attention_cuda_host(const Params& p);
+
 // The block sizes the tiled kernel uses for `p`: query positions per work item and keys per KV tile.
 // Results depend on block_k (where the online softmax rescales) but never on block_q. For diagnostics
 // and for tests that probe tile boundaries.

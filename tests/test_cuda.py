@@ -1,0 +1,317 @@
+"""The CUDA build: compiled with nvcc when present, and on a GPU the same semantics as the CPU path.
+
+The GPU tests use the oracle and the error rule of the CPU tests (conftest.assert_close) and skip when no
+GPU can be used (tileattn.cuda.is_available()); tests on GPU arrays also need PyTorch with CUDA. The
+build test compiles cuda/ for one architecture whenever nvcc is installed, GPU or not.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tileattn
+from tileattn import reference
+
+from conftest import assert_close, assert_lse_close, dtype_of, magnitude
+
+ROOT = Path(__file__).resolve().parent.parent
+GPU = tileattn.cuda.is_available()
+needs_gpu = pytest.mark.skipif(not GPU, reason=f"no usable GPU: {tileattn.cuda.info()['error']}")
+
+
+def torch_cuda():
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    if not torch.cuda.is_available():
+        pytest.skip("PyTorch has no CUDA device")
+    return torch
+
+
+# ---- Without a GPU: reporting and errors
+
+
+def test_config_reports_cuda():
+    cfg = tileattn.show_config(as_dict=True)
+    info = tileattn.cuda.info()
+    assert cfg["cuda"]["built"] == info["built"] == cfg["build"]["cuda"]
+    assert cfg["cuda"]["available"] == tileattn.cuda.is_available()
+    if not info["built"]:
+        assert "built without CUDA" in info["error"]
+        assert info["device_count"] == 0
+    else:
+        assert info["runtime_version"] >= 11000
+        assert info["architectures"]
+
+
+def test_device_argument_errors():
+    x = np.zeros((1, 1, 4, 8), np.float32)
+    with pytest.raises(ValueError, match="device must be"):
+        tileattn.attention(x, x, x, device="gpu")
+    with pytest.raises(ValueError, match="stream= applies to GPU arrays only"):
+        tileattn.attention(x, x, x, stream=0)
+    np.testing.assert_array_equal(
+        tileattn.attention(x, x, x, device="cpu"), tileattn.attention(x, x, x)
+    )
+
+
+@pytest.mark.skipif(GPU, reason="checks the error raised when no GPU can be used")
+def test_cuda_without_gpu_is_a_clear_error():
+    x = np.zeros((1, 1, 4, 8), np.float32)
+    with pytest.raises(RuntimeError, match="device='cuda' needs a usable GPU"):
+        tileattn.attention(x, x, x, device="cuda")
+    with pytest.raises(RuntimeError, match="device='cuda' needs a usable GPU"):
+        tileattn.attention_varlen(
+            x[0, 0], x[0, 0], x[0, 0], np.array([0, 4]), np.array([0, 4]), device="cuda"
+        )
+
+
+class FakeGpuArray:
+    """Looks like a GPU array to the protocol checks; its pointer is never dereferenced on the CPU."""
+
+    def __init__(self, shape, typestr="<f4"):
+        self.shape = shape
+        self.typestr = typestr
+
+    @property
+    def __cuda_array_interface__(self):
+        return {"shape": self.shape, "typestr": self.typestr, "data": (0, False), "version": 3}
+
+
+def test_gpu_arrays_mixed_with_numpy_are_refused():
+    x = np.zeros((2, 2), np.float32)
+    with pytest.raises(ValueError, match="q is a GPU array but k is not"):
+        tileattn.attention(FakeGpuArray((2, 2)), x, x)
+    with pytest.raises(ValueError, match="device='cpu'"):
+        tileattn.attention(FakeGpuArray((2, 2)), x, x, device="cpu")
+
+
+@pytest.mark.skipif(GPU, reason="checks the error raised when no GPU can be used")
+def test_gpu_arrays_without_gpu():
+    g = FakeGpuArray((2, 2))
+    with pytest.raises(RuntimeError, match="needs a usable GPU"):
+        tileattn.attention(g, g, g)
+
+
+def test_gpu_array_views():
+    """The descriptor arithmetic of GPU arrays: layouts, new axes and broadcasting as element strides."""
+    g = tileattn.cuda.as_gpu_array(FakeGpuArray((2, 3, 5, 4)), "q")
+    assert g.dtype == "float32"
+    assert g.strides == (60, 20, 4, 1)
+    t = g.transpose(0, 2, 1, 3)
+    assert t.shape == (2, 5, 3, 4) and t.strides == (60, 4, 20, 1)
+    assert g[None, None].shape == (1, 1, 2, 3, 5, 4)
+    m = tileattn.cuda.as_gpu_array(FakeGpuArray((5, 7), "|b1"), "mask")
+    assert m.dtype == "bool"
+    b = m.broadcast_to((2, 3, 5, 7), "mask")
+    assert b.strides == (0, 0, 7, 1)
+    with pytest.raises(ValueError, match="does not broadcast"):
+        m.broadcast_to((2, 3, 4, 7), "mask")
+
+
+# ---- The CUDA build compiles and links (nvcc present, GPU or not)
+
+
+@pytest.mark.slow
+def test_cuda_build_compiles(tmp_path):
+    if not (ROOT / "cuda" / "attention_cuda.cu").exists():
+        pytest.skip("the CUDA sources are not next to the tests")
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("nvcc is not installed: the CUDA build cannot be checked here")
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        pytest.skip("cmake is not installed")
+    build = tmp_path / "build"
+    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
+    env = {**os.environ, "CUDACXX": nvcc}
+    configure = [
+        cmake,
+        "-S",
+        str(ROOT),
+        "-B",
+        str(build),
+        *generator,
+        "-DCMAKE_BUILD_TYPE=Release",
+        "-DTILEATTN_PYTHON=OFF",
+        "-DTILEATTN_CUDA=ON",
+        "-DCMAKE_CUDA_ARCHITECTURES=80",
+        "-DTILEATTN_BUILD_TESTS=ON",
+    ]
+    result = subprocess.run(configure, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = subprocess.run(
+        [cmake, "--build", str(build), "--target", "tileattn", "tileattn_core_tests", "-j2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1200,
+    )
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    listing = subprocess.run(
+        ["nm", "-DC", "--defined-only", str(build / "cpp" / "libtileattn.so")],
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "tileattn::attention_cuda(" in listing
+    assert "tileattn::cuda::" not in listing  # kernels and launch code stay hidden
+
+
+# ---- On a GPU: NumPy arrays with device="cuda"
+
+SHAPES = [
+    # B, Hq, Hkv, Sq, Sk, D, Dv
+    (1, 1, 1, 1, 1, 8, 8),
+    (2, 4, 2, 77, 91, 64, 64),
+    (1, 6, 3, 129, 65, 59, 33),
+    (2, 2, 1, 200, 333, 128, 128),
+    (1, 2, 2, 64, 300, 256, 200),
+    (1, 2, 2, 100, 100, 111, 111),
+]
+
+
+def inputs(rng, shape, dtype):
+    b, hq, hkv, sq, sk, d, dv = shape
+    dt = dtype_of(dtype)
+    q = rng.standard_normal((b, hq, sq, d)).astype(dt)
+    k = rng.standard_normal((b, hkv, sk, d)).astype(dt)
+    v = rng.standard_normal((b, hkv, sk, dv)).astype(dt)
+    return q, k, v
+
+
+def check(out, lse, q, k, v, **kw):
+    ref, ref_lse = reference.attention(q, k, v, return_lse=True, **kw)
+    naive, naive_lse = reference.naive_attention(q, k, v, return_lse=True, **kw)
+    assert out.dtype == q.dtype
+    assert_close(out, ref, naive, q.dtype, magnitude(q, k, v, **kw))
+    if lse is not None:
+        assert_lse_close(lse, ref_lse, q.dtype, naive_lse)
+
+
+@needs_gpu
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])
+@pytest.mark.parametrize("causal", [False, True, "top_left"])
+def test_numpy_on_gpu(rng, shape, dtype, causal):
+    q, k, v = inputs(rng, shape, dtype)
+    out, lse = tileattn.attention(q, k, v, causal=causal, return_lse=True, device="cuda")
+    check(out, lse, q, k, v, causal=causal)
+    again = tileattn.attention(q, k, v, causal=causal, device="cuda")
+    np.testing.assert_array_equal(out, again)  # deterministic
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"window": (16, 0)},
+        {"window": (5, 7), "causal": False},
+        {"softcap": 5.0},
+        {"alibi_slopes": np.array([0.5, 0.25, 0.125, 0.0625])},
+        {"q_lengths": np.array([3, 0]), "kv_lengths": np.array([70, 9])},
+        {"mask": "random"},
+        {"bias": "random"},
+    ],
+    ids=lambda o: "-".join(o),
+)
+def test_numpy_on_gpu_options(rng, dtype, options):
+    q, k, v = inputs(rng, (2, 4, 2, 67, 70, 64, 48), dtype)
+    kw = dict(options)
+    if kw.get("mask") == "random":
+        kw["mask"] = rng.random((2, 1, 67, 70)) < 0.7
+    if kw.get("bias") == "random":
+        kw["bias"] = rng.standard_normal((4, 67, 70)).astype(np.float32)
+    out, lse = tileattn.attention(q, k, v, return_lse=True, device="cuda", **kw)
+    check(out, lse, q, k, v, **kw)
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_varlen_on_gpu(rng, dtype):
+    cu_q = np.array([0, 5, 5, 70, 71])
+    cu_k = np.array([0, 9, 20, 20, 90])
+    dt = dtype_of(dtype)
+    q = rng.standard_normal((71, 4, 64)).astype(dt)
+    k = rng.standard_normal((90, 2, 64)).astype(dt)
+    v = rng.standard_normal((90, 2, 32)).astype(dt)
+    out, lse = tileattn.attention_varlen(
+        q, k, v, cu_q, cu_k, causal=True, return_lse=True, device="cuda"
+    )
+    ref, ref_lse = tileattn.attention_varlen(q, k, v, cu_q, cu_k, causal=True, return_lse=True)
+    tol = {"float32": 1e-5, "float16": 2e-3, "bfloat16": 1.6e-2}[dtype]
+    np.testing.assert_allclose(out.astype(np.float64), ref.astype(np.float64), atol=tol, rtol=tol)
+    np.testing.assert_allclose(lse, ref_lse, atol=tol, rtol=tol)
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_nan_in_hidden_keys_stays_hidden(rng, dtype):
+    """A NaN in a key (or value) a row cannot see must not reach that row (tensor cores: 0 * NaN)."""
+    q, k, v = inputs(rng, (1, 2, 2, 100, 100, 64, 64), dtype)
+    k[:, :, 60] = np.nan
+    v[:, :, 60] = np.nan
+    out = tileattn.attention(q, k, v, causal=True, device="cuda")
+    assert np.isfinite(out[:, :, :60].astype(np.float32)).all()
+    assert np.isnan(out[:, :, 60:].astype(np.float32)).all()
+    check(out[:, :, :60], None, q[:, :, :60], k[:, :, :60], v[:, :, :60], causal=True)
+
+
+@needs_gpu
+def test_strided_numpy_on_gpu(rng):
+    q, k, v = inputs(rng, (2, 4, 2, 50, 60, 64, 64), "float16")
+    qs = np.asfortranarray(q)[:, ::-1]
+    ks = np.broadcast_to(k[:, :1], k.shape)
+    out = np.zeros((2, 50, 4, 64), np.float16).transpose(0, 2, 1, 3)
+    tileattn.attention(qs, ks, v, out=out, device="cuda")
+    check(out, None, qs, ks, v)
+
+
+# ---- On a GPU: arrays already there (PyTorch CUDA tensors)
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("layout", ["bhsd", "bshd"])
+def test_torch_tensors_in_place(rng, dtype, layout):
+    torch = torch_cuda()
+    q, k, v = inputs(rng, (2, 4, 2, 70, 90, 64, 64), "float32")
+    tdt = getattr(torch, dtype)
+    tq, tk, tv = (torch.from_numpy(x).to("cuda", tdt) for x in (q, k, v))
+    if layout == "bshd":
+        tq, tk, tv = (x.transpose(1, 2) for x in (tq, tk, tv))  # strided views, read in place
+    out, lse = tileattn.attention(tq, tk, tv, causal=True, layout=layout, return_lse=True)
+    assert isinstance(out, torch.Tensor) and out.is_cuda and out.dtype == tdt
+    torch.cuda.current_stream().synchronize()
+    host = out.float().cpu().numpy()
+    if layout == "bshd":
+        host = host.transpose(0, 2, 1, 3)
+    qn, kn, vn = (x.float().cpu().numpy() for x in (tq, tk, tv))
+    if layout == "bshd":
+        qn, kn, vn = (x.transpose(0, 2, 1, 3) for x in (qn, kn, vn))
+    ref = reference.attention(qn, kn, vn, causal=True)
+    cap = {"float32": 1e-5, "float16": 1e-2, "bfloat16": 1e-2}[dtype]
+    err = np.linalg.norm(host - ref) / np.linalg.norm(ref)
+    assert err < cap
+    assert lse.shape == (2, 4, 70) and lse.dtype == torch.float32
+
+
+@needs_gpu
+def test_torch_out_and_stream(rng):
+    torch = torch_cuda()
+    q, k, v = (torch.randn(1, 8, 256, 128, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    out = torch.empty_like(q)
+    s = torch.cuda.Stream()
+    with torch.cuda.stream(s):
+        result = tileattn.attention(q, k, v, out=out)
+    s.synchronize()
+    assert result is out
+    expected = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float())
+    assert (out.float() - expected).abs().max().item() < 2e-2
+    explicit = tileattn.attention(q, k, v, stream=s)
+    s.synchronize()
+    assert torch.equal(explicit, out)
