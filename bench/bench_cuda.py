@@ -77,10 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         for causal in (False, True):
             flops = 4 * b * h * visible_pairs(s, causal) * d
 
-            def ours(causal=causal):
+            def ours(causal=causal, q=q, k=k, v=v, out=out):
                 tileattn.attention(q, k, v, causal=causal, out=out)
 
-            def theirs(causal=causal):
+            def theirs(causal=causal, q=q, k=k, v=v):
                 with sdpa_kernel(backend):
                     torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
 
