@@ -121,19 +121,40 @@ void launch(Kernel kernel, dim3 grid, size_t smem, cudaStream_t stream, const cu
   check(cudaGetLastError(), "kernel launch");
 }
 
-template <class T>
-void launch_mma(const cuda::KernelParams& k, cudaStream_t stream) {
-  const dim3 grid = grid_for(k, cuda::kMmaBlockM);
-  const int64_t d = std::max(k.head_dim, k.head_dim_v);
-  if (d <= 64) return launch(cuda::mma_attention_kernel<T, 64>, grid, cuda::mma_smem_bytes<T, 64>(), stream, k);
-  if (d <= 128) return launch(cuda::mma_attention_kernel<T, 128>, grid, cuda::mma_smem_bytes<T, 128>(), stream, k);
-  return launch(cuda::mma_attention_kernel<T, 256>, grid, cuda::mma_smem_bytes<T, 256>(), stream, k);
+// The most dynamic shared memory a block of the current device may opt in to (99 KiB on sm_86/89,
+// 163 KiB on sm_80, 227 KiB on sm_90).
+size_t smem_limit() {
+  int device = 0, bytes = 0;
+  check(cudaGetDevice(&device), "cudaGetDevice");
+  check(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "cudaDeviceGetAttribute");
+  return static_cast<size_t>(bytes);
 }
+
+constexpr size_t kStaticSmem = 64;  // the kernels' own __shared__ variables, with room to spare
 
 template <class T, class A>
 void launch_simt(const cuda::KernelParams& k, cudaStream_t stream) {
   launch(cuda::simt_attention_kernel<T, A>, grid_for(k, cuda::kSimtRows), cuda::simt_smem_bytes<A>(k.head_dim, k.head_dim_v),
          stream, k);
+}
+
+// The tensor-core kernel of the smallest head-dim bucket that holds D and Dv, when its shared memory
+// fits this device; else the CUDA-core kernel.
+template <class T>
+void launch_mma(const cuda::KernelParams& k, cudaStream_t stream) {
+  const dim3 grid = grid_for(k, cuda::kMmaBlockM);
+  const int64_t d = std::max(k.head_dim, k.head_dim_v);
+  const size_t limit = smem_limit();
+  if (d <= 64 && cuda::mma_smem_bytes<T, 64>() + kStaticSmem <= limit) {
+    return launch(cuda::mma_attention_kernel<T, 64>, grid, cuda::mma_smem_bytes<T, 64>(), stream, k);
+  }
+  if (d <= 128 && cuda::mma_smem_bytes<T, 128>() + kStaticSmem <= limit) {
+    return launch(cuda::mma_attention_kernel<T, 128>, grid, cuda::mma_smem_bytes<T, 128>(), stream, k);
+  }
+  if (cuda::mma_smem_bytes<T, 256>() + kStaticSmem <= limit) {
+    return launch(cuda::mma_attention_kernel<T, 256>, grid, cuda::mma_smem_bytes<T, 256>(), stream, k);
+  }
+  launch_simt<T, float>(k, stream);
 }
 
 void check_cuda_params(const Params& p) {

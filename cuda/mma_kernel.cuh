@@ -133,7 +133,7 @@ __device__ __forceinline__ void load_tile(T* tile, const T* base, int64_t row0, 
     if (row < nrows && vec && col + 8 <= ncols) {
       cp_async16(dst, base + row * rs + col);
     } else {
-      T vals[8];
+      alignas(16) T vals[8];
 #pragma unroll
       for (int e = 0; e < 8; ++e) {
         vals[e] = (row < nrows && col + e < ncols) ? base[row * rs + (col + e) * cs] : from_float<T>(0.0f);
@@ -289,7 +289,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) mma_attention_kernel(KernelPar
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int r = e / 2;
-        const float pe = s[n][e] == -INFINITY ? 0.f : exp2f(s[n][e] - m_use[r]);
+        const float pe = s[n][e] == -INFINITY ? -0.f : exp2f(s[n][e] - m_use[r]);  // -0: hidden key
         s[n][e] = pe;
         l[r] += pe;
       }
@@ -317,8 +317,8 @@ __global__ void __launch_bounds__(kMmaWarps * 32) mma_attention_kernel(KernelPar
           const int col = d * 8 + tid * 2 + (e % 2);
           float acc = 0.f;
           for (int j = 0; j < kBN; ++j) {
-            const float pj = ps[rr * kBN + j];
-            if (pj != 0.f) acc += pj * static_cast<float>(vt[swz<kHD>(j, col)]);
+            const float pj = ps[rr * kBN + j];  // -0 marks a hidden key, +0 an underflowed weight
+            if (!signbit(pj)) acc += pj * static_cast<float>(vt[swz<kHD>(j, col)]);
           }
           o[d][e] += acc;
         }
@@ -326,23 +326,26 @@ __global__ void __launch_bounds__(kMmaWarps * 32) mma_attention_kernel(KernelPar
       __syncwarp();
     }
     // O += P V: the S accumulators of key blocks 2kk, 2kk+1 are the A fragment of keys 16kk .. 16kk+15.
+    if (!exact) {
 #pragma unroll
-    for (int kk = 0; kk < (exact ? 0 : kBN / 16); ++kk) {
-      uint32_t a[4];
-      a[0] = pack2<T>(s[2 * kk][0], s[2 * kk][1]);
-      a[1] = pack2<T>(s[2 * kk][2], s[2 * kk][3]);
-      a[2] = pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      a[3] = pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+      for (int kk = 0; kk < kBN / 16; ++kk) {
+        uint32_t a[4];
+        a[0] = pack2<T>(s[2 * kk][0], s[2 * kk][1]);
+        a[1] = pack2<T>(s[2 * kk][2], s[2 * kk][3]);
+        a[2] = pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+        a[3] = pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
 #pragma unroll
-      for (int d = 0; d < kDB; d += 2) {
-        uint32_t bv[4];  // keys 16kk .. 16kk+15, dims 8d .. 8d+15 (transposed)
-        ldmatrix_x4_trans(bv, vt + swz<kHD>(kk * 16 + (lane % 8) + ((lane / 8) % 2) * 8, d * 8 + (lane / 16) * 8));
-        mma16816<T>(o[d], a, bv[0], bv[1]);
-        mma16816<T>(o[d + 1], a, bv[2], bv[3]);
+        for (int d = 0; d < kDB; d += 2) {
+          uint32_t bv[4];  // keys 16kk .. 16kk+15, dims 8d .. 8d+15 (transposed)
+          ldmatrix_x4_trans(bv, vt + swz<kHD>(kk * 16 + (lane % 8) + ((lane / 8) % 2) * 8, d * 8 + (lane / 16) * 8));
+          mma16816<T>(o[d], a, bv[0], bv[1]);
+          mma16816<T>(o[d + 1], a, bv[2], bv[3]);
+        }
       }
     }
     __syncthreads();  // this buffer is refilled two tiles on
   }
+  cp_async_wait<0>();  // blocks that saw no key still have their Q copies in flight
 
   // out = O / l, lse = (m + log2 l) ln 2; the row's 4 threads add their partial sums first.
 #pragma unroll

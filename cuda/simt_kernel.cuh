@@ -198,7 +198,8 @@ __global__ void __launch_bounds__(kSimtWarps * 32) simt_attention_kernel(KernelP
       for (int c = 0; c < kSimtCols; ++c) o[r][c] *= alpha;
       for (int jj = 0; jj < kKeys; ++jj) {
         const A pk = __shfl_sync(0xffffffffu, pj, jj);
-        if (pk == A(0)) continue;  // warp-uniform
+        const A sk = __shfl_sync(0xffffffffu, s, jj);
+        if (sk == kNegInf) continue;  // warp-uniform: a hidden key (not an underflowed weight: 0 * inf = NaN)
 #pragma unroll
         for (int c = 0; c < kSimtCols; ++c) {
           const int64_t e = lane + 32 * c;
