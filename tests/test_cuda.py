@@ -315,3 +315,57 @@ def test_torch_out_and_stream(rng):
     explicit = tileattn.attention(q, k, v, stream=s)
     s.synchronize()
     assert torch.equal(explicit, out)
+
+
+def test_gpu_path_plumbing(monkeypatch):
+    """What the GPU path hands the core (without a GPU): element strides of the bhsd views of bshd
+    arrays, broadcast masks as zero strides, options, the stream, and out returned as given."""
+    calls = []
+    monkeypatch.setattr(tileattn.cuda, "require_available", lambda: None)
+    monkeypatch.setattr(tileattn._api._core, "attention", lambda *a, **kw: calls.append((a, kw)))
+    q = FakeGpuArray((2, 5, 4, 8))  # bshd: B=2, S=5, H=4, D=8
+    k = FakeGpuArray((2, 6, 2, 8))
+    v = FakeGpuArray((2, 6, 2, 3))
+    out = FakeGpuArray((2, 5, 4, 3))
+    mask = FakeGpuArray((5, 6), "|b1")
+    result = tileattn.attention(
+        q,
+        k,
+        v,
+        layout="bshd",
+        causal=True,
+        window=(2, 0),
+        mask=mask,
+        out=out,
+        stream=7,
+        alibi_slopes=np.ones(4),
+        kv_lengths=np.array([6, 3]),
+    )
+    assert result is out
+    ((args, kw),) = calls
+    qd, kd, vd, od, lse = args[:5]
+    assert qd[1:] == ((2, 4, 5, 8), (160, 8, 32, 1))
+    assert kd[1:] == ((2, 2, 6, 8), (96, 8, 16, 1))
+    assert vd[1:] == ((2, 2, 6, 3), (36, 3, 6, 1))
+    assert od[1:] == ((2, 4, 5, 3), (60, 3, 12, 1))
+    assert lse is None
+    assert args[5:8] == (0, 1 / np.sqrt(8), True)
+    assert kw["mask"][1:] == ((2, 4, 5, 6), (0, 0, 6, 1))
+    assert kw["device"] == 2 and kw["stream"] == 7
+    assert (kw["window_left"], kw["window_right"]) == (2, 0)
+    assert kw["kv_lengths"].tolist() == [6, 3] and kw["alibi_slopes"].shape == (1, 4)
+    with pytest.raises(ValueError, match="out must have shape"):
+        tileattn.attention(q, k, v, layout="bshd", out=FakeGpuArray((2, 4, 5, 3)))
+    with pytest.raises(TypeError, match="q, k and v must share one dtype"):
+        tileattn.attention(q, FakeGpuArray((2, 6, 2, 8), "<f2"), v, layout="bshd", out=out)
+    with pytest.raises(TypeError, match="pass out="):
+        tileattn.attention(q, k, v, layout="bshd")  # a result like an unknown GPU array kind
+    # Packed sequences: (total, H, D) arrays as (1, H, total, D) views, offsets on the host.
+    calls.clear()
+    qv, kv_, vv = FakeGpuArray((9, 4, 8)), FakeGpuArray((7, 2, 8)), FakeGpuArray((7, 2, 8))
+    tileattn.attention_varlen(
+        qv, kv_, vv, np.array([0, 4, 9]), np.array([0, 3, 7]), out=FakeGpuArray((9, 4, 8))
+    )
+    ((args, kw),) = calls
+    assert args[0][1:] == ((1, 4, 9, 8), (0, 8, 32, 1))
+    assert kw["cu_seqlens_q"].tolist() == [0, 4, 9] and kw["device"] == 2

@@ -444,6 +444,35 @@ def resolve_device(device: Any, arrays: tuple[tuple[str, Any], ...]) -> str:
     return "cpu"
 
 
+def _gpu_inputs(q: Any, k: Any, v: Any):
+    """GpuArray views of q, k, v, checked for one dtype and one device, and the dtype code."""
+    qg, kg, vg = (_cuda.as_gpu_array(x, n) for n, x in (("q", q), ("k", k), ("v", v)))
+    code = _cuda.check_dtype(qg, "q", None)
+    for name, x in (("k", kg), ("v", vg)):
+        _cuda.check_dtype(x, name, code)
+        if x.device != qg.device:
+            raise ValueError(f"{name} is on cuda:{x.device} but q on cuda:{qg.device}")
+    return qg, kg, vg, code
+
+
+def _gpu_results(q: Any, qg: Any, out: Any, out_shape: tuple, lse_shape: tuple, return_lse: bool):
+    """The output (new, of q's kind, or `out` after its checks) and the LSE array (or None)."""
+    if out is None:
+        result = _cuda._empty_like_kind(q, out_shape, qg.dtype, qg.device)
+    else:
+        og = _cuda.as_gpu_array(out, "out")
+        if og.shape != tuple(out_shape):
+            raise ValueError(
+                f"out must have shape {tuple(out_shape)} (the output's shape); got {og.shape}"
+            )
+        if og.dtype != qg.dtype:
+            raise TypeError(f"out must have dtype {qg.dtype} (the inputs' dtype); got {og.dtype}")
+        result = out
+    lse_dtype = "float64" if qg.dtype == "float64" else "float32"
+    lse = _cuda._empty_like_kind(q, lse_shape, lse_dtype, qg.device) if return_lse else None
+    return result, lse
+
+
 def attention_gpu(
     q,
     k,
@@ -465,14 +494,8 @@ def attention_gpu(
 ):
     """attention() on GPU arrays, in place, on the inputs' device and stream."""
     layout = check_layout(layout)
-    qg, kg, vg = (_cuda.as_gpu_array(x, n) for n, x in (("q", q), ("k", k), ("v", v)))
-    code = _cuda.check_dtype(qg, "q", None)
-    _cuda.check_dtype(kg, "k", code)
-    _cuda.check_dtype(vg, "v", code)
+    qg, kg, vg, code = _gpu_inputs(q, k, v)
     dev = qg.device
-    for name, x in (("k", kg), ("v", vg)):
-        if x.device != dev:
-            raise ValueError(f"{name} is on cuda:{x.device} but q on cuda:{dev}")
     check_shapes(qg, kg, vg, layout)
     is_causal, top_left = check_causal(causal)
     left, right = check_window(window)
@@ -500,19 +523,7 @@ def attention_gpu(
     ql = check_lengths(_cuda.to_host(q_lengths, "q_lengths"), "q_lengths", b, sq)
     kl = check_lengths(_cuda.to_host(kv_lengths, "kv_lengths"), "kv_lengths", b, sk)
     out_shape = from_bhsd_shape((b, hq, sq, dv), layout, rank)
-    if out is None:
-        result = _cuda._empty_like_kind(q, out_shape, qg.dtype, dev)
-    else:
-        og = _cuda.as_gpu_array(out, "out")
-        if og.shape != out_shape:
-            raise ValueError(
-                f"out must have shape {out_shape} (the output's shape); got {og.shape}"
-            )
-        if og.dtype != qg.dtype:
-            raise TypeError(f"out must have dtype {qg.dtype} (the inputs' dtype); got {og.dtype}")
-        result = out
-    lse_dtype = "float64" if qg.dtype == "float64" else "float32"
-    lse = _cuda._empty_like_kind(q, (b, hq, sq), lse_dtype, dev) if return_lse else None
+    result, lse = _gpu_results(q, qg, out, out_shape, (b, hq, sq), return_lse)
     if b * hq * sq > 0:
         res4 = to_bhsd(_cuda.as_gpu_array(result, "out"), layout)
         handle = _cuda.current_stream(q, dev, stream)
@@ -790,13 +801,7 @@ def varlen_gpu(
     stream,
 ):
     """attention_varlen() on GPU arrays, in place."""
-    qg, kg, vg = (_cuda.as_gpu_array(x, n) for n, x in (("q", q), ("k", k), ("v", v)))
-    code = _cuda.check_dtype(qg, "q", None)
-    _cuda.check_dtype(kg, "k", code)
-    _cuda.check_dtype(vg, "v", code)
-    for name, x in (("k", kg), ("v", vg)):
-        if x.device != qg.device:
-            raise ValueError(f"{name} is on cuda:{x.device} but q on cuda:{qg.device}")
+    qg, kg, vg, code = _gpu_inputs(q, k, v)
     for name, x, dims in (
         ("q", qg, "(total_q, Hq, D)"),
         ("k", kg, "(total_k, Hkv, D)"),
@@ -821,17 +826,7 @@ def varlen_gpu(
     scale = check_scale(scale, d)
     slopes = check_alibi(_cuda.to_host(alibi_slopes, "alibi_slopes"), batch, hq)
     cap = check_softcap(softcap)
-    if out is None:
-        result = _cuda._empty_like_kind(q, (tq, hq, dv), qg.dtype, qg.device)
-    else:
-        og = _cuda.as_gpu_array(out, "out")
-        if og.shape != (tq, hq, dv) or og.dtype != qg.dtype:
-            raise ValueError(
-                f"out must be a {qg.dtype} GPU array of shape {(tq, hq, dv)}; got {og.dtype} {og.shape}"
-            )
-        result = out
-    lse_dtype = "float64" if qg.dtype == "float64" else "float32"
-    lse = _cuda._empty_like_kind(q, (hq, tq), lse_dtype, qg.device) if return_lse else None
+    result, lse = _gpu_results(q, qg, out, (tq, hq, dv), (hq, tq), return_lse)
     if tq * hq > 0 and batch > 0:
         res4 = _cuda.as_gpu_array(result, "out").transpose(1, 0, 2)[None]
         lse4 = None if lse is None else _cuda.as_gpu_array(lse, "lse")[None].descriptor()
