@@ -53,10 +53,13 @@ def is_gpu_array(x: Any) -> bool:
     """Whether `x` is an array on a CUDA device (CUDA array interface, or DLPack on a CUDA device)."""
     if isinstance(x, np.ndarray):
         return False
-    if hasattr(x, "__cuda_array_interface__"):
-        return True
     dev = _dlpack_device(x)
-    return dev is not None and dev[0] in (_DL_CUDA, _DL_CUDA_MANAGED)
+    if dev is not None:
+        return dev[0] in (_DL_CUDA, _DL_CUDA_MANAGED)
+    try:  # torch raises RuntimeError, not AttributeError, for tensors that require grad
+        return hasattr(x, "__cuda_array_interface__")
+    except Exception:
+        return False
 
 
 class GpuArray:
@@ -163,6 +166,10 @@ def _dl_name(code: int, bits: int, lanes: int) -> str:
 
 def as_gpu_array(x: Any, name: str) -> GpuArray:
     """A GpuArray view of a CUDA array (CUDA array interface first, DLPack for bfloat16 and others)."""
+    if getattr(x, "requires_grad", False):
+        raise ValueError(
+            f"{name} requires grad: pass {name}.detach() (tileattn computes no gradients)"
+        )
     cai = getattr(x, "__cuda_array_interface__", None) if not _is_bfloat16_tensor(x) else None
     if cai is not None:
         shape = tuple(cai["shape"])
