@@ -223,6 +223,7 @@ struct ScoreTransform {
   using V = Vec<A>;
   static constexpr int W = V::kWidth;
   bool mask_contiguous = false;
+  bool prefetch_bias = false;  // the rows' biases differ (else one row, always in cache, serves all)
   int64_t mask_stride = 0;
   V mult, cap_log2e, log2e;
   const A* bias[MR];            // the row's bias of the tile's key 0, as A (the caller's or converted)
@@ -244,8 +245,10 @@ struct ScoreTransform {
       if constexpr (kInside) {
         // One line ahead in each direction per vector consumed: spread this way, the prefetches never
         // fill the line-fill buffers in a burst (a block's worth at once stalled the core).
-        __builtin_prefetch(bias_far[r] + j, 0, 2);
-        __builtin_prefetch(bias_near[r] + j, 0, 3);
+        if (prefetch_bias) {  // not for a bias shared by all rows (per key): one row, always in cache
+          __builtin_prefetch(bias_far[r] + j, 0, 2);
+          __builtin_prefetch(bias_near[r] + j, 0, 3);
+        }
         bv = V::load(bias[r] + j);
       } else {  // only the visible keys may be read
         for (int w = 0; w < W; ++w) gather[w] = j + w >= ar && j + w < er ? bias[r][j + w] : A(0);
@@ -776,6 +779,7 @@ class TiledForward {
   Transform block_transform(const Workspace& ws, int64_t rb, int64_t nrows, int64_t j0, int64_t nk) const {
     Transform x;
     x.mask_contiguous = p_.mask_key_stride == 1;
+    x.prefetch_bias = bias_native_ && p_.bias_seq_stride != 0;
     x.mask_stride = p_.mask_key_stride;
     x.mult = V::set1(p_.softcap > 0 ? static_cast<A>(std::fabs(p_.scale) / p_.softcap) : c_);
     x.cap_log2e = V::set1(static_cast<A>(p_.softcap * 1.4426950408889634));
