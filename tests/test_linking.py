@@ -479,3 +479,139 @@ def test_cython_extension(tmp_path):
     assert "cython ok" in result.stdout
     q, k, v, out = (np.load(work / f"{n}.npy") for n in ("q", "k", "v", "out"))
     check_oracle(out, q, k, v, causal=True)
+
+
+class Params(ctypes.Structure):
+    """tileattn_params of tileattn.h, field for field."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_uint64),
+        ("dtype", ctypes.c_int32),
+        ("num_threads", ctypes.c_int32),
+        ("q", ctypes.c_void_p),
+        ("k", ctypes.c_void_p),
+        ("v", ctypes.c_void_p),
+        ("out", ctypes.c_void_p),
+        ("lse", ctypes.c_void_p),
+        *[
+            (n, ctypes.c_int64)
+            for n in ("batch", "heads_q", "heads_kv", "seq_q", "seq_k", "head_dim", "head_dim_v")
+        ],
+        ("q_strides", ctypes.c_int64 * 4),
+        ("k_strides", ctypes.c_int64 * 4),
+        ("v_strides", ctypes.c_int64 * 4),
+        ("out_strides", ctypes.c_int64 * 4),
+        ("lse_strides", ctypes.c_int64 * 3),
+        ("scale", ctypes.c_double),
+        ("causal", ctypes.c_int32),
+        ("top_left", ctypes.c_int32),
+        ("window_left", ctypes.c_int64),
+        ("window_right", ctypes.c_int64),
+        ("q_lengths", ctypes.c_void_p),
+        ("kv_lengths", ctypes.c_void_p),
+        ("cu_seqlens_q", ctypes.c_void_p),
+        ("cu_seqlens_k", ctypes.c_void_p),
+        ("mask", ctypes.c_void_p),
+        ("mask_strides", ctypes.c_int64 * 4),
+        ("bias", ctypes.c_void_p),
+        ("bias_dtype", ctypes.c_int32),
+        ("isa", ctypes.c_int32),
+        ("bias_strides", ctypes.c_int64 * 4),
+        ("alibi_slopes", ctypes.c_void_p),
+        ("alibi_strides", ctypes.c_int64 * 2),
+        ("softcap", ctypes.c_double),
+    ]
+
+
+def elem_strides(x: np.ndarray) -> list[int]:
+    return [s // x.itemsize for s in x.strides]
+
+
+def test_ctypes_params_every_option(capi, rng):
+    """The general entry maps every field: a strided bshd call with window, mask, float16 bias, ALiBi,
+    softcap, lengths and top-left alignment equals tileattn.attention bit for bit; and packed sequences."""
+    capi.tileattn_params_init.argtypes = [ctypes.POINTER(Params)]
+    capi.tileattn_attention.argtypes = [ctypes.POINTER(Params)]
+    p = Params()
+    capi.tileattn_params_init(ctypes.byref(p))
+    assert p.struct_size == ctypes.sizeof(Params)
+    assert math.isnan(p.scale) and p.window_left == -1 and p.isa == -1 and p.q_strides[3] == 1
+    b, hq, hkv, sq, sk, d, dv = 2, 4, 2, 37, 45, 24, 16
+    q = rng.standard_normal((b, sq, hq, d)).astype(np.float32)  # bshd
+    k = rng.standard_normal((b, sk, hkv, d)).astype(np.float32)[:, ::-1]  # negative seq stride
+    v = np.asfortranarray(rng.standard_normal((b, sk, hkv, dv)).astype(np.float32))
+    mask = rng.random((sq, sk)) < 0.8
+    bias = rng.standard_normal((hq, 1, sk)).astype(np.float16)
+    slopes = rng.random((b, hq))
+    ql, kl = np.array([30, 37], np.int64), np.array([45, 20], np.int64)
+    opts = dict(
+        causal="top_left",
+        window=(9, 3),
+        mask=mask,
+        bias=bias,
+        alibi_slopes=slopes,
+        softcap=7.0,
+        q_lengths=ql,
+        kv_lengths=kl,
+        scale=0.3,
+    )
+    expected, expected_lse = tileattn.attention(q, k, v, layout="bshd", return_lse=True, **opts)
+    out = np.full((b, sq, hq, dv), np.nan, np.float32)
+    lse = np.full((b, hq, sq), np.nan, np.float32)
+    mask_u8 = np.broadcast_to(mask.view(np.uint8), (b, hq, sq, sk))
+    bias4 = np.broadcast_to(bias, (b, hq, sq, sk))
+    slopes_c = np.ascontiguousarray(slopes)
+    for name, x in (("q", q), ("k", k), ("v", v), ("out", out)):
+        setattr(p, name, x.ctypes.data)
+        st = elem_strides(x)
+        getattr(p, f"{name}_strides")[:] = [st[0], st[2], st[1], st[3]]  # bshd -> (b, h, s, d)
+    p.lse = lse.ctypes.data
+    p.lse_strides[:] = elem_strides(lse)
+    p.batch, p.heads_q, p.heads_kv, p.seq_q, p.seq_k, p.head_dim, p.head_dim_v = (
+        b,
+        hq,
+        hkv,
+        sq,
+        sk,
+        d,
+        dv,
+    )
+    p.scale, p.causal, p.top_left, p.window_left, p.window_right = 0.3, 1, 1, 9, 3
+    p.mask, p.mask_strides[:] = mask_u8.ctypes.data, elem_strides(mask_u8)
+    p.bias, p.bias_dtype, p.bias_strides[:] = bias4.ctypes.data, 2, elem_strides(bias4)
+    p.alibi_slopes, p.alibi_strides[:] = slopes_c.ctypes.data, elem_strides(slopes_c)
+    p.softcap = 7.0
+    p.q_lengths, p.kv_lengths = ql.ctypes.data, kl.ctypes.data
+    p.num_threads = 2
+    assert capi.tileattn_attention(ctypes.byref(p)) == 0, capi.tileattn_last_error()
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(lse, expected_lse)
+    p.bias_dtype = 9
+    assert capi.tileattn_attention(ctypes.byref(p)) == 1
+    assert "bias_dtype = 9 is not a tileattn_dtype" in capi.tileattn_last_error().decode()
+
+    # Packed sequences through cu_seqlens.
+    cu_q, cu_k = np.array([0, 5, 5, 30], np.int64), np.array([0, 9, 20, 41], np.int64)
+    qv = rng.standard_normal((30, hq, d)).astype(np.float32)
+    kv = rng.standard_normal((41, hkv, d)).astype(np.float32)
+    vv = rng.standard_normal((41, hkv, dv)).astype(np.float32)
+    expected = tileattn.attention_varlen(qv, kv, vv, cu_q, cu_k, causal=True)
+    out = np.zeros((30, hq, dv), np.float32)
+    capi.tileattn_params_init(ctypes.byref(p))
+    for name, x in (("q", qv), ("k", kv), ("v", vv), ("out", out)):
+        setattr(p, name, x.ctypes.data)
+        st = elem_strides(x)
+        getattr(p, f"{name}_strides")[:] = [0, st[1], st[0], st[2]]
+    p.batch, p.heads_q, p.heads_kv, p.seq_q, p.seq_k, p.head_dim, p.head_dim_v = (
+        3,
+        hq,
+        hkv,
+        30,
+        41,
+        d,
+        dv,
+    )
+    p.causal = 1
+    p.cu_seqlens_q, p.cu_seqlens_k = cu_q.ctypes.data, cu_k.ctypes.data
+    assert capi.tileattn_attention(ctypes.byref(p)) == 0, capi.tileattn_last_error()
+    np.testing.assert_array_equal(out, expected)
