@@ -70,4 +70,15 @@ struct KernelParams {
   }
 };
 
+// Widens a block's shared key range [lo, hi) (initially INT64_MAX, 0) by the keys row i of sequence b sees.
+__device__ inline void widen_key_range(const KernelParams& p, int64_t b, int64_t i, unsigned long long* lo,
+                                       unsigned long long* hi) {
+  int64_t row_lo, row_hi;
+  p.window(b, i, row_lo, row_hi);
+  if (row_hi > row_lo) {
+    atomicMin(lo, static_cast<unsigned long long>(row_lo));
+    atomicMax(hi, static_cast<unsigned long long>(row_hi));
+  }
+}
+
 }  // namespace tileattn::cuda

@@ -162,7 +162,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) mma_attention_kernel(KernelPar
   T* ks = qs + kMmaBlockM * kHD;            // [2][kBN][kHD]
   T* vs = ks + 2 * kBN * kHD;               // [2][kBN][kHD]
   float* ps = reinterpret_cast<float*>(vs + 2 * kBN * kHD);  // [kBlockM][kBN], exact path only
-  __shared__ long long tile_lo, tile_hi;
+  __shared__ unsigned long long tile_lo, tile_hi;
 
   const int64_t b = blockIdx.z, h = blockIdx.y, g = h / p.group;
   const int64_t row_base = static_cast<int64_t>(blockIdx.x) * kMmaBlockM;
@@ -176,16 +176,8 @@ __global__ void __launch_bounds__(kMmaWarps * 32) mma_attention_kernel(KernelPar
     tile_hi = 0;
   }
   __syncthreads();
-  if (threadIdx.x < kMmaBlockM) {
-    const int64_t i = row_base + threadIdx.x;
-    if (i < rows_b) {
-      int64_t lo, hi;
-      p.window(b, i, lo, hi);
-      if (hi > lo) {
-        atomicMin(reinterpret_cast<unsigned long long*>(&tile_lo), static_cast<unsigned long long>(lo));
-        atomicMax(reinterpret_cast<unsigned long long*>(&tile_hi), static_cast<unsigned long long>(hi));
-      }
-    }
+  if (threadIdx.x < kMmaBlockM && row_base + threadIdx.x < rows_b) {
+    widen_key_range(p, b, row_base + threadIdx.x, &tile_lo, &tile_hi);
   }
   // This thread's two rows (gid and gid + 8 of its warp) and their visible ranges.
   int64_t row[2], lo[2], hi[2];
@@ -201,7 +193,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) mma_attention_kernel(KernelPar
   const T* vg = static_cast<const T*>(p.v) + p.v_at(b, g);
   load_tile<T, kHD, kMmaBlockM>(qs, qg + row_base * p.q_ss, 0, rows_b - row_base, p.head_dim, p.q_ss, p.q_ds);
   __syncthreads();  // tile_lo / tile_hi
-  const int64_t j_begin = tile_lo, j_end = tile_hi;
+  const int64_t j_begin = static_cast<int64_t>(tile_lo), j_end = static_cast<int64_t>(tile_hi);
   const int64_t t_begin = j_end > j_begin ? j_begin / kBN : 0;
   const int64_t t_end = j_end > j_begin ? (j_end + kBN - 1) / kBN : 0;
   const int64_t nkeys = j_end;  // keys past the union are zero-filled (and masked)

@@ -98,7 +98,7 @@ __global__ void __launch_bounds__(kSimtWarps * 32) simt_attention_kernel(KernelP
   A* ks = reinterpret_cast<A*>(smem_raw);          // [kKeys][D + 1]
   A* vs = ks + kKeys * (p.head_dim + 1);           // [kKeys][Dv + 1]
   A* qs = vs + kKeys * (p.head_dim_v + 1);         // [kSimtRows][D]
-  __shared__ int64_t tile_lo, tile_hi;
+  __shared__ unsigned long long tile_lo, tile_hi;
 
   const int64_t b = blockIdx.z, h = blockIdx.y, g = h / p.group;
   const int64_t row_base = static_cast<int64_t>(blockIdx.x) * kSimtRows;
@@ -114,22 +114,14 @@ __global__ void __launch_bounds__(kSimtWarps * 32) simt_attention_kernel(KernelP
   }
   __syncthreads();
   for (int r = threadIdx.x; r < kSimtRows; r += blockDim.x) {
-    const int64_t i = row_base + r;
-    if (i < rows_b) {
-      int64_t lo, hi;
-      p.window(b, i, lo, hi);
-      if (hi > lo) {
-        atomicMin(reinterpret_cast<unsigned long long*>(&tile_lo), static_cast<unsigned long long>(lo));
-        atomicMax(reinterpret_cast<unsigned long long*>(&tile_hi), static_cast<unsigned long long>(hi));
-      }
-    }
+    if (row_base + r < rows_b) widen_key_range(p, b, row_base + r, &tile_lo, &tile_hi);
   }
   for (int64_t x = threadIdx.x; x < kSimtRows * D; x += blockDim.x) {
     const int64_t r = x / D, d = x % D, i = row_base + r;
     qs[x] = i < rows_b ? static_cast<A>(Elem<T>::load(p.q, p.q_at(b, h, i) + d * p.q_ds)) : A(0);
   }
   __syncthreads();
-  const int64_t lo_all = tile_lo, hi_all = tile_hi;
+  const int64_t lo_all = static_cast<int64_t>(tile_lo), hi_all = static_cast<int64_t>(tile_hi);
 
   // Per row of this warp: its visible range, running max m, running sum l, output columns.
   int64_t rlo[kSimtRowsPerWarp], rhi[kSimtRowsPerWarp];

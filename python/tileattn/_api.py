@@ -473,6 +473,16 @@ def _gpu_results(q: Any, qg: Any, out: Any, out_shape: tuple, lse_shape: tuple, 
     return result, lse
 
 
+def _run_gpu(like, device, stream, views, code, scale, causal, **options) -> None:
+    """The core on GPU views (q, k, v, out, lse or None), on `device` and the call's stream."""
+    handle = _cuda.current_stream(like, device, stream)
+    descriptors = [None if x is None else x.descriptor() for x in views]
+    with _cuda._DeviceContext(like, device):
+        _core.attention(
+            *descriptors, code, scale, causal, 0, 0, -1, device=2, stream=handle, **options
+        )
+
+
 def attention_gpu(
     q,
     k,
@@ -526,33 +536,25 @@ def attention_gpu(
     result, lse = _gpu_results(q, qg, out, out_shape, (b, hq, sq), return_lse)
     if b * hq * sq > 0:
         res4 = to_bhsd(_cuda.as_gpu_array(result, "out"), layout)
-        handle = _cuda.current_stream(q, dev, stream)
-        with _cuda._DeviceContext(q, dev):
-            _core.attention(
-                q4.descriptor(),
-                k4.descriptor(),
-                v4.descriptor(),
-                res4.descriptor(),
-                None if lse is None else _cuda.as_gpu_array(lse, "lse").descriptor(),
-                code,
-                scale,
-                is_causal,
-                0,
-                0,
-                -1,
-                top_left=top_left,
-                window_left=left,
-                window_right=right,
-                q_lengths=ql,
-                kv_lengths=kl,
-                mask=mask_desc,
-                bias=bias_desc,
-                bias_dtype=bias_code,
-                alibi_slopes=slopes,
-                softcap=cap,
-                device=2,
-                stream=handle,
-            )
+        _run_gpu(
+            q,
+            dev,
+            stream,
+            (q4, k4, v4, res4, None if lse is None else _cuda.as_gpu_array(lse, "lse")),
+            code,
+            scale,
+            is_causal,
+            top_left=top_left,
+            window_left=left,
+            window_right=right,
+            q_lengths=ql,
+            kv_lengths=kl,
+            mask=mask_desc,
+            bias=bias_desc,
+            bias_dtype=bias_code,
+            alibi_slopes=slopes,
+            softcap=cap,
+        )
     if not return_lse:
         return result
     return result, lse.reshape(tuple(lse.shape[4 - rank :]))
@@ -829,31 +831,23 @@ def varlen_gpu(
     result, lse = _gpu_results(q, qg, out, (tq, hq, dv), (hq, tq), return_lse)
     if tq * hq > 0 and batch > 0:
         res4 = _cuda.as_gpu_array(result, "out").transpose(1, 0, 2)[None]
-        lse4 = None if lse is None else _cuda.as_gpu_array(lse, "lse")[None].descriptor()
-        handle = _cuda.current_stream(q, qg.device, stream)
-        with _cuda._DeviceContext(q, qg.device):
-            _core.attention(
-                q4.descriptor(),
-                k4.descriptor(),
-                v4.descriptor(),
-                res4.descriptor(),
-                lse4,
-                code,
-                scale,
-                is_causal,
-                0,
-                0,
-                -1,
-                top_left=top_left,
-                window_left=left,
-                window_right=right,
-                cu_seqlens_q=cq,
-                cu_seqlens_k=ck,
-                alibi_slopes=slopes,
-                softcap=cap,
-                device=2,
-                stream=handle,
-            )
+        lse4 = None if lse is None else _cuda.as_gpu_array(lse, "lse")[None]
+        _run_gpu(
+            q,
+            qg.device,
+            stream,
+            (q4, k4, v4, res4, lse4),
+            code,
+            scale,
+            is_causal,
+            top_left=top_left,
+            window_left=left,
+            window_right=right,
+            cu_seqlens_q=cq,
+            cu_seqlens_k=ck,
+            alibi_slopes=slopes,
+            softcap=cap,
+        )
     elif lse is not None:
         lse[...] = -math.inf
         result[...] = 0
