@@ -378,7 +378,7 @@ def attention(
         dtypes. MemoryError: the output or scratch memory cannot be allocated. RuntimeError: a GPU was
         asked for and none can be used, or a CUDA error.
     """
-    where = resolve_device(device, (("q", q), ("k", k), ("v", v)))
+    where = resolve_device(device, (("q", q), ("k", k), ("v", v)), stream)
     if where == "gpu":
         return attention_gpu(
             q,
@@ -398,8 +398,6 @@ def attention(
             out=out,
             stream=stream,
         )
-    if stream is not None:
-        raise ValueError("stream= applies to GPU arrays only")
     return attention_impl(
         q,
         k,
@@ -421,8 +419,9 @@ def attention(
     )
 
 
-def resolve_device(device: Any, arrays: tuple[tuple[str, Any], ...]) -> str:
-    """'cpu', 'cuda-host' (NumPy arrays computed on the GPU) or 'gpu' (GPU arrays in place)."""
+def resolve_device(device: Any, arrays: tuple[tuple[str, Any], ...], stream: Any = None) -> str:
+    """'cpu', 'cuda-host' (NumPy arrays computed on the GPU) or 'gpu' (GPU arrays in place); a stream
+    applies to GPU arrays only."""
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
     on_gpu = [name for name, x in arrays if _cuda.is_gpu_array(x)]
@@ -438,6 +437,8 @@ def resolve_device(device: Any, arrays: tuple[tuple[str, Any], ...]) -> str:
             )
         _cuda.require_available()
         return "gpu"
+    if stream is not None:
+        raise ValueError("stream= applies to GPU arrays only")
     if device == "cuda":
         _cuda.require_available()
         return "cuda-host"
@@ -749,7 +750,7 @@ def attention_varlen(
     ``return_lse``, lse ``(Hq, total_q)``. ``device`` and ``stream`` as in :func:`attention` (offsets
     and slopes may live on the host or the GPU).
     """
-    where = resolve_device(device, (("q", q), ("k", k), ("v", v)))
+    where = resolve_device(device, (("q", q), ("k", k), ("v", v)), stream)
     if where == "gpu":
         return varlen_gpu(
             q,
@@ -766,8 +767,6 @@ def attention_varlen(
             out=out,
             stream=stream,
         )
-    if stream is not None:
-        raise ValueError("stream= applies to GPU arrays only")
     return varlen_impl(
         q,
         k,
