@@ -61,10 +61,25 @@ using detail::round_up;
 //
 // `epi(r, key, x)` maps the finished scores of row r, keys key .. key + W - 1 (key0 + n * W) before they
 // are stored: the element-wise options, fused here when the whole block sees the whole chunk.
+//
+// `epi.prefetch(i, key0)` is called once per term d = i of the sum (i < head_dim) and once for each
+// i = r * N + n >= head_dim in the epilogue: the epilogue's prefetches for its R * N vectors, spread over
+// the FMA loop instead of issued in one burst.
 template <class A>
 struct NoEpilogue {
   Vec<A> operator()(int, int64_t, Vec<A> x) const { return x; }
+  void prefetch(int64_t, int64_t) const {}
 };
+
+// Unrolls the loop that follows it (GCC and Clang): the register blocks index their accumulators by the
+// loop variables, which must be constants for the accumulators to stay in registers.
+#if defined(__clang__)
+#define TILEATTN_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define TILEATTN_UNROLL _Pragma("GCC unroll 16")
+#else
+#define TILEATTN_UNROLL
+#endif
 
 template <class A, int R, int N, class Epi = NoEpilogue<A>>
 __attribute__((noinline)) void qk_block(const A* q, int64_t ldq, const A* kt, int64_t head_dim, A* s, int64_t lds,
@@ -74,25 +89,54 @@ __attribute__((noinline)) void qk_block(const A* q, int64_t ldq, const A* kt, in
   for (int64_t d0 = 0; d0 < head_dim; d0 += detail::kDotBlock) {
     const int64_t d1 = std::min(head_dim, d0 + detail::kDotBlock);
     V acc[R][N];
-    for (int r = 0; r < R; ++r)
+    TILEATTN_UNROLL
+    for (int r = 0; r < R; ++r) {
+      TILEATTN_UNROLL
       for (int n = 0; n < N; ++n) acc[r][n] = V::zero();
+    }
     for (int64_t d = d0; d < d1; ++d) {
+      epi.prefetch(d, key0);
       V kv[N];
+      TILEATTN_UNROLL
       for (int n = 0; n < N; ++n) kv[n] = V::load(kt + (d * N + n) * W);
+      TILEATTN_UNROLL
       for (int r = 0; r < R; ++r) {
         const V qv = V::set1(q[r * ldq + d]);
+        TILEATTN_UNROLL
         for (int n = 0; n < N; ++n) acc[r][n] = fmadd(qv, kv[n], acc[r][n]);  // s += q * k
       }
     }
-    const bool last = d1 == head_dim;
-    for (int r = 0; r < R; ++r) {
-      for (int n = 0; n < N; ++n) {
-        A* dst = s + r * lds + n * W;
-        V x = d0 == 0 ? acc[r][n] : add(V::load(dst), acc[r][n]);
-        if (last) x = epi(r, key0 + n * W, x);
-        x.store(dst);
-        if (last && vmax != nullptr) vmax[r] = max(vmax[r], x);
+    // The block's sums go to S (added to the earlier blocks' sums), the last block's through the epilogue.
+    // Each case is its own unrolled loop, so that the accumulators never leave the registers.
+    const auto finish = [&](auto first_c, auto last_c) {
+      constexpr bool kFirst = decltype(first_c)::value, kLast = decltype(last_c)::value;
+      TILEATTN_UNROLL
+      for (int r = 0; r < R; ++r) {
+        V m = V::set1(-std::numeric_limits<A>::infinity());
+        TILEATTN_UNROLL
+        for (int n = 0; n < N; ++n) {
+          A* dst = s + r * lds + n * W;
+          V x = acc[r][n];
+          if constexpr (!kFirst) x = add(V::load(dst), x);
+          if constexpr (kLast) {
+            if (r * N + n >= head_dim) epi.prefetch(r * N + n, key0);
+            x = epi(r, key0 + n * W, x);
+            m = max(m, x);
+          }
+          x.store(dst);
+        }
+        if constexpr (kLast) {
+          if (vmax != nullptr) vmax[r] = max(vmax[r], m);
+        }
       }
+    };
+    using False = std::false_type;
+    using True = std::true_type;
+    const bool first = d0 == 0, last = d1 == head_dim;
+    if (first) {
+      last ? finish(True{}, True{}) : finish(True{}, False{});
+    } else {
+      last ? finish(False{}, True{}) : finish(False{}, False{});
     }
   }
 }
@@ -215,7 +259,8 @@ enum : int { kXfBias = 1, kXfAlibi = 2, kXfMask = 4, kXfSoftcap = 8, kXfAll = 15
 // The element-wise options on the rows of a register block against one KV tile: from the raw score s of
 // row r, key j to t = (softcap * tanh(|scale| s / softcap) + bias - slope * |diag - j|) * log2(e),
 // computed as fma(tanh(...), softcap log2(e), (bias - slope |diag - j|) log2(e)) (or fma(s, |scale|
-// log2(e), ...) without a softcap), -inf where the mask is false (selected, so a NaN there never
+// log2(e), ...) without a softcap; under a mask alone the raw score s, which the softmax scales as
+// without options), -inf where the mask is false (selected, so a NaN there never
 // survives). Applied to W keys at a time in the Q K^T epilogue (blocks that see whole tiles) or in a
 // second pass (the others), with the same arithmetic.
 template <class A, int MR>
@@ -235,6 +280,17 @@ struct ScoreTransform {
   A* gather;                    // W values of scratch
   uint8_t* keep;                // W bytes of scratch
 
+  // Asks for the biases of row r, keys j .. j + W - 1 (one cache line) kPrefetchTiles tiles on (into L2)
+  // and of the next block's row r at this tile (into L1): one line each way per vector consumed, spread
+  // over the Q K^T loop, so that the prefetches never fill the line-fill buffers in a burst (a block's
+  // worth at once stalls the core). Not for a bias shared by all rows (one row, always in cache).
+  __attribute__((always_inline)) void prefetch(int r, int64_t j) const {
+    if (prefetch_bias) {
+      __builtin_prefetch(bias_far[r] + j, 0, 2);
+      __builtin_prefetch(bias_near[r] + j, 0, 3);
+    }
+  }
+
   // Keys j .. j + W - 1 (relative to the tile) of row r: all visible (kInside), or only those in [ar, er)
   // (nothing is read for the others).
   template <int F, bool kInside>
@@ -243,12 +299,6 @@ struct ScoreTransform {
     if constexpr ((F & kXfBias) != 0) {
       V bv;
       if constexpr (kInside) {
-        // One line ahead in each direction per vector consumed: spread this way, the prefetches never
-        // fill the line-fill buffers in a burst (a block's worth at once stalled the core).
-        if (prefetch_bias) {  // not for a bias shared by all rows (per key): one row, always in cache
-          __builtin_prefetch(bias_far[r] + j, 0, 2);
-          __builtin_prefetch(bias_near[r] + j, 0, 3);
-        }
         bv = V::load(bias[r] + j);
       } else {  // only the visible keys may be read
         for (int w = 0; w < W; ++w) gather[w] = j + w >= ar && j + w < er ? bias[r][j + w] : A(0);
@@ -265,7 +315,7 @@ struct ScoreTransform {
     } else if constexpr ((F & (kXfBias | kXfAlibi)) != 0) {
       t = fmadd(x, mult, extra);
     } else {
-      t = mul(x, mult);  // = fma(x, mult, 0)
+      t = x;  // a mask alone: the raw score, which the softmax scales as without options
     }
     if constexpr ((F & kXfMask) != 0) {
       const uint8_t* k = keep;
@@ -284,10 +334,16 @@ struct ScoreTransform {
 };
 
 // The transform as the Q K^T epilogue of a block whose rows see whole tiles.
-template <class A, int MR, int F>
+template <class A, int MR, int N, int F>
 struct FusedTransform {
   const ScoreTransform<A, MR>& xf;
   Vec<A> operator()(int r, int64_t j, Vec<A> x) const { return xf.template apply<F, true>(r, j, x, 0, 0); }
+  // Vector i of the block: row i / N, keys key0 + (i % N) * W.
+  __attribute__((always_inline)) void prefetch(int64_t i, int64_t key0) const {
+    if constexpr ((F & kXfBias) != 0) {
+      if (i < MR * N) xf.prefetch(static_cast<int>(i / N), key0 + (i % N) * Vec<A>::kWidth);
+    }
+  }
 };
 
 template <class T, class A>
@@ -716,26 +772,32 @@ class TiledForward {
     for (int r = 0; r < MR; ++r) full = full && a[r] == 0 && e[r] == nk;
     V vmax[MR];
     for (int r = 0; r < MR; ++r) vmax[r] = V::set1(-std::numeric_limits<A>::infinity());
-    const Transform xf = transform_ ? block_transform(ws, rb, nrows, j0, nk) : Transform{};
-    if (decode_) {
-      qk_dot(ws, rb, static_cast<int>(std::min<int64_t>(MR, nrows - rb)), kbase, vbase, j0, emax);
-    } else {
-      const int64_t nvec = round_up(ceil_div(emax, W), NQ);
-      for (int64_t kv = 0; kv < nvec; kv += NQ) {
-        const A* kt = ws.kt + kv * p_.head_dim * W;  // chunk kv / NQ
-        A* s = ws.s + kv * W;
-        if (full && transform_) {
-          detail::with_value<kXfAll + 1>(xf_flags_, [&](auto f) {
-            const FusedTransform<A, MR, decltype(f)::value> epi{xf};
+    // The scores of the block: Q K^T, then the element-wise options (each set of options its own code).
+    const auto scores = [&](auto flags) {
+      constexpr int F = decltype(flags)::value;
+      Transform xf;
+      if constexpr (F != 0) block_transform<F>(ws, rb, nrows, j0, nk, xf);
+      if (decode_) {
+        qk_dot(ws, rb, static_cast<int>(std::min<int64_t>(MR, nrows - rb)), kbase, vbase, j0, emax);
+      } else {
+        const int64_t nvec = round_up(ceil_div(emax, W), NQ);
+        for (int64_t kv = 0; kv < nvec; kv += NQ) {
+          const A* kt = ws.kt + kv * p_.head_dim * W;  // chunk kv / NQ
+          A* s = ws.s + kv * W;
+          if (F != 0 && full) {
+            const FusedTransform<A, MR, NQ, F> epi{xf};
             qk_block<A, MR, NQ>(ws.q + rb * dqp_, dqp_, kt, p_.head_dim, s, lds, vmax, epi, kv * W);
-          });
-        } else {
-          qk_block<A, MR, NQ>(ws.q + rb * dqp_, dqp_, kt, p_.head_dim, s, lds, full ? vmax : nullptr);
+          } else {
+            qk_block<A, MR, NQ>(ws.q + rb * dqp_, dqp_, kt, p_.head_dim, s, lds, full ? vmax : nullptr);
+          }
         }
       }
-    }
-    if (transform_ && !full) {
-      detail::with_value<kXfAll + 1>(xf_flags_, [&](auto f) { transform_rows<decltype(f)::value>(ws, xf, a, e, vmax); });
+      if (F != 0 && !full) transform_rows<F>(ws, xf, a, e, vmax);
+    };
+    if (transform_) {
+      detail::with_value<kXfAll + 1>(xf_flags_, scores);
+    } else {
+      scores(std::integral_constant<int, 0>{});
     }
     if (careful) {  // the keys at -inf, which P V must skip
       for (int r = 0; r < MR; ++r) {
@@ -745,7 +807,7 @@ class TiledForward {
 
     A alpha_row[MR];
     bool live[MR];
-    softmax_rows(ws, rb, a, e, full || transform_ ? vmax : nullptr, transform_ ? A(1) : c_, alpha_row, live);
+    softmax_rows(ws, rb, a, e, full || transform_ ? vmax : nullptr, xf_c_, alpha_row, live);
 
     const A* prow[MR];
     A* orow[MR];
@@ -776,18 +838,22 @@ class TiledForward {
   // bias kPrefetchTiles tiles ahead (into L2) and for the next block's rows of this tile (into L1): rows
   // of a (Sq, Sk) mask are far apart, and the hardware prefetchers do not follow a block's worth of such
   // streams.
-  Transform block_transform(const Workspace& ws, int64_t rb, int64_t nrows, int64_t j0, int64_t nk) const {
-    Transform x;
+  // Only the fields that the options F use are set: this runs for every block and tile.
+  template <int F>
+  void block_transform(const Workspace& ws, int64_t rb, int64_t nrows, int64_t j0, int64_t nk, Transform& x) const {
+    constexpr bool kBias = (F & kXfBias) != 0, kMask = (F & kXfMask) != 0;
     x.mask_contiguous = p_.mask_key_stride == 1;
     x.prefetch_bias = bias_native_ && p_.bias_seq_stride != 0;
     x.mask_stride = p_.mask_key_stride;
     x.mult = V::set1(p_.softcap > 0 ? static_cast<A>(std::fabs(p_.scale) / p_.softcap) : c_);
-    x.cap_log2e = V::set1(static_cast<A>(p_.softcap * 1.4426950408889634));
-    x.log2e = V::set1(static_cast<A>(1.4426950408889634));
+    if constexpr ((F & kXfSoftcap) != 0) x.cap_log2e = V::set1(static_cast<A>(p_.softcap * 1.4426950408889634));
+    if constexpr (kBias) x.log2e = V::set1(static_cast<A>(1.4426950408889634));
     x.gather = ws.bias, x.keep = ws.keep;
+    const bool prefetch_rows = (kMask && p_.mask_key_stride == 1) || (kBias && p_.bias_key_stride == 1 && !bias_native_);
     for (int r = 0; r < MR; ++r) {
       const RowOptions& o = ws.opt[std::min(rb + r, nrows - 1)];
-      if (bias_native_) {
+      if (!kBias) {
+      } else if (bias_native_) {
         const A* base = static_cast<const A*>(p_.bias);
         x.bias[r] = base + o.bias + j0;
         const int64_t far = j0 + detail::kPrefetchTiles * tiles_.block_k;
@@ -798,13 +864,16 @@ class TiledForward {
         x.bias[r] = x.bias_far[r] = x.bias_near[r] = dst;
         if (rb + r < nrows) convert_bias(o.bias + j0 * p_.bias_key_stride, nk, dst);
       }
-      x.mask_row[r] = o.mask != nullptr ? o.mask + j0 * p_.mask_key_stride : nullptr;
-      x.neg_slope[r] = V::set1(o.neg_slope);
-      x.diag[r] = sub(V::set1(static_cast<A>(o.diag - j0)), lane_index(A(0)));
-      if (rb + r < nrows) prefetch_options<2>(o, j0 + detail::kPrefetchTiles * tiles_.block_k);  // far ahead, into L2
-      if (rb + MR + r < nrows) prefetch_options<3>(ws.opt[rb + MR + r], j0);                    // next block, into L1
+      if constexpr (kMask) x.mask_row[r] = o.mask != nullptr ? o.mask + j0 * p_.mask_key_stride : nullptr;
+      if constexpr ((F & kXfAlibi) != 0) {
+        x.neg_slope[r] = V::set1(o.neg_slope);
+        x.diag[r] = sub(V::set1(static_cast<A>(o.diag - j0)), lane_index(A(0)));
+      }
+      if (prefetch_rows) {
+        if (rb + r < nrows) prefetch_options<2>(o, j0 + detail::kPrefetchTiles * tiles_.block_k);  // far ahead, into L2
+        if (rb + MR + r < nrows) prefetch_options<3>(ws.opt[rb + MR + r], j0);                    // next block, into L1
+      }
     }
-    return x;
   }
 
   // The transform as a second pass over the scores, row r over keys [a[r], e[r]) of the tile; keys outside
@@ -822,6 +891,7 @@ class TiledForward {
       for (int64_t j = ar / W * W; j < er; j += W) {
         V t;
         if (j >= ar && j + W <= er) {
+          if constexpr ((F & kXfBias) != 0) xf.prefetch(r, j);
           t = xf.template apply<F, true>(r, j, V::load(s + j), ar, er);
         } else {  // lanes outside [a, e) hold no visible score
           t = xf.template apply<F, false>(r, j, V::load(s + j), ar, er);
@@ -1102,6 +1172,9 @@ class TiledForward {
   bool bias_native_ = bias_native();
   int xf_flags_ = (p_.bias != nullptr ? kXfBias : 0) | (p_.alibi_slopes != nullptr ? kXfAlibi : 0) |
                   (p_.mask != nullptr ? kXfMask : 0) | (p_.softcap > 0 ? kXfSoftcap : 0);
+  // What the softmax multiplies the stored scores by: 1 after a transform that leaves them in base-2
+  // units (bias, ALiBi, softcap), c_ for raw scores (no options, or a mask alone).
+  A xf_c_ = (xf_flags_ & (kXfBias | kXfAlibi | kXfSoftcap)) != 0 ? A(1) : c_;
 };
 
 // The entry point of this instruction set's kernels.
