@@ -290,9 +290,8 @@ struct ScoreTransform {
   // Asks for the biases of the next block's row r at this tile, keys j .. j + W - 1 (one cache line), into
   // L1: one line per vector consumed, spread over the Q K^T loop, so that the prefetches never fill the
   // line-fill buffers in a burst (a block's worth at once stalls the core). Not for a bias shared by all
-  // rows (one row, always in cache). One block ahead is enough to hide the latency of memory; prefetching
-  // the row's bias kPrefetchTiles tiles on into L2 as well measured 1-3 % slower (more requests in flight
-  // for the same lines).
+  // rows (one row, always in cache). One block ahead measured as fast as two to four blocks ahead, and
+  // prefetching the row's bias kPrefetchTiles tiles on into L2 as well 1-3 % slower (bench/RESULTS.md).
   __attribute__((always_inline)) void prefetch(int r, int64_t j) const {
     if (prefetch_bias) __builtin_prefetch(bias_next[r] + j, 0, 3);
   }
