@@ -149,6 +149,21 @@ def test_very_negative_finite_row_is_normal(rng, path):
     assert np.isfinite(lse).all()
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_zero_scale_with_mask(rng, path, dtype):
+    """scale=0 under a mask: every visible score is 0, so each row averages its visible values (a hidden
+    key's -inf must not meet the zero scale as -inf * 0 = NaN)."""
+    q, k, v = qkv(rng, b=1, hq=2, sq=5, sk=70, d=8, dtype=dtype)
+    mask = rng.random((5, 70)) > 0.3
+    mask[:, 0] = True
+    out = run(q, k, v, path, mask=mask, scale=0.0)
+    ref = reference.attention(q, k, v, mask=mask, scale=0.0)
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
+    means = np.stack([v[0][:, mask[i]].astype(np.float64).mean(axis=1) for i in range(5)], axis=1)
+    np.testing.assert_allclose(out[0], means, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_keys_past_kv_lengths_are_never_read(rng, path, bad):
     """NaN or inf stored past kv_lengths[b] changes no output or LSE bit."""

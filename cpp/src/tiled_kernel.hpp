@@ -267,8 +267,7 @@ enum : int { kXfBias = 1, kXfAlibi = 2, kXfMask = 4, kXfSoftcap = 8, kXfAll = 15
 // The element-wise options on the rows of a register block against one KV tile: from the raw score s of
 // row r, key j to t = (softcap * tanh(|scale| s / softcap) + bias - slope * |diag - j|) * log2(e),
 // computed as fma(tanh(...), softcap log2(e), (bias - slope |diag - j|) log2(e)) (or fma(s, |scale|
-// log2(e), ...) without a softcap; under a mask alone the raw score s, which the softmax scales as
-// without options), -inf where the mask is false (selected, so a NaN there never
+// log2(e), ...) without a softcap), -inf where the mask is false (selected, so a NaN there never
 // survives). Applied to W keys at a time in the Q K^T epilogue (blocks that see whole tiles) or in a
 // second pass (the others), with the same arithmetic.
 template <class A, int MR>
@@ -320,7 +319,7 @@ struct ScoreTransform {
     } else if constexpr ((F & (kXfBias | kXfAlibi)) != 0) {
       t = fmadd(x, mult, extra);
     } else {
-      t = x;  // a mask alone: the raw score, which the softmax scales as without options
+      t = mul(x, mult);  // = fma(x, mult, 0)
     }
     if constexpr ((F & kXfMask) != 0) {
       const uint8_t* k = keep;
@@ -1175,9 +1174,10 @@ class TiledForward {
   bool bias_native_ = bias_native();
   int xf_flags_ = (p_.bias != nullptr ? kXfBias : 0) | (p_.alibi_slopes != nullptr ? kXfAlibi : 0) |
                   (p_.mask != nullptr ? kXfMask : 0) | (p_.softcap > 0 ? kXfSoftcap : 0);
-  // What the softmax multiplies the stored scores by: 1 after a transform that leaves them in base-2
-  // units (bias, ALiBi, softcap), c_ for raw scores (no options, or a mask alone).
-  A xf_c_ = (xf_flags_ & (kXfBias | kXfAlibi | kXfSoftcap)) != 0 ? A(1) : c_;
+  // What the softmax multiplies the stored scores by: 1 after the transform, which leaves them in base-2
+  // units, c_ for raw scores. (Raw scores under a mask would save the transform's multiply, but a masked
+  // -inf times c_ = 0, scale=0, is NaN.)
+  A xf_c_ = transform_ ? A(1) : c_;
 };
 
 // The entry point of this instruction set's kernels.
