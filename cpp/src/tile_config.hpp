@@ -19,6 +19,7 @@ constexpr int64_t kDotBlock = 32;            // q . k sums run in blocks of this
 constexpr int64_t kPvChain = 64;             // p . v sums run in chains of this many keys (accuracy)
 constexpr int64_t kMinBlockQ = 32;           // query positions per item, at least (when there are that many)
 constexpr int64_t kItemsPerThread = 8;       // aim for this many items per thread, for load balance
+constexpr int64_t kClaimAheadItems = 32;     // per thread, at least, for a thread to claim its next item early
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }

@@ -27,6 +27,7 @@
 // size, which rows share a register block, or the input strides.
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -35,6 +36,7 @@
 #include "fp_env.hpp"
 #include "half.hpp"
 #include "masking.hpp"
+#include "row_prefetch.hpp"
 #include "scratch.hpp"
 #include "static_switch.hpp"
 #include "thread_pool.hpp"
@@ -407,11 +409,29 @@ class TiledForward {
     parts.m = c.take<A>(part_rows);
     parts.l = c.take<A>(part_rows);
     if (p_.mask != nullptr) mask_.build(p_, tiles_.block_k, mask_memory, threads_);
-    detail::parallel_for(items, 1, threads_, [this, bytes, &parts](int64_t begin, int64_t end) {
-      const detail::FlushDenormals ftz;
-      const Workspace ws = carve(detail::thread_scratch().get(bytes));
-      for (int64_t item = begin; item < end; ++item) process(ws, item, parts);
-    });
+    if (!decode_ && (threads_ == 1 || items >= detail::kClaimAheadItems * threads_)) {
+      // Many small items: each thread claims its next item before it starts the current one, so that it can
+      // ask the caches for that item's rows while it computes (RowPrefetcher). A claimed item cannot go to
+      // another thread: at the end, one thread may wait for at most one item of another.
+      std::atomic<int64_t> next{0};
+      detail::parallel_for(threads_, 1, threads_, [this, bytes, &parts, &next, items](int64_t, int64_t) {
+        const detail::FlushDenormals ftz;
+        const Workspace ws = carve(detail::thread_scratch().get(bytes));
+        Prefetch pf;
+        for (int64_t item = next.fetch_add(1, std::memory_order_relaxed); item < items;) {
+          const int64_t after = next.fetch_add(1, std::memory_order_relaxed);
+          process(ws, item, parts, pf, after < items ? after : -1);
+          item = after;
+        }
+      });
+    } else {
+      detail::parallel_for(items, 1, threads_, [this, bytes, &parts](int64_t begin, int64_t end) {
+        const detail::FlushDenormals ftz;
+        const Workspace ws = carve(detail::thread_scratch().get(bytes));
+        Prefetch pf;
+        for (int64_t item = begin; item < end; ++item) process(ws, item, parts, pf, -1);
+      });
+    }
     if (split_.chunks > 1) {
       detail::parallel_for(heads, 1, threads_, [this, &parts](int64_t begin, int64_t end) {
         const detail::FlushDenormals ftz;
@@ -489,9 +509,19 @@ class TiledForward {
   // Head and position of row r of an item whose block starts at query position i0 and has nq rows.
   int64_t head_of(int64_t g, int64_t r, int64_t nq) const { return g * group_ + r / nq; }
 
-  void process(const Workspace& ws, int64_t item, const Partials& parts) const {
-    const int64_t slot = item;  // where this item's partial results go when the keys are split
-    const int64_t chunk = item % split_.chunks;
+  // What a thread asks the caches for ahead of time: the next KV tile of its item, and its next item.
+  struct Prefetch {
+    detail::RowPrefetcher tile, item;
+  };
+
+  struct ItemPos {
+    int64_t chunk, b, g, i0, nq, nrows;  // rows: nrows = group * nq, row r at head g * group + r / nq
+    bool empty;                          // a packed sequence shorter than the longest
+  };
+
+  ItemPos locate(int64_t item) const {
+    ItemPos it{};
+    it.chunk = item % split_.chunks;
     item /= split_.chunks;
     const int64_t heads = p_.batch * p_.heads_kv;
     int64_t qb, bh;
@@ -502,12 +532,65 @@ class TiledForward {
       qb = item % q_blocks_;
       bh = item / q_blocks_;
     }
-    const int64_t b = bh / p_.heads_kv;
-    const int64_t g = bh % p_.heads_kv;
-    const int64_t i0 = qb * tiles_.block_q;
-    if (i0 >= geo_.rows(b)) return;  // a packed sequence shorter than the longest
-    const int64_t nq = std::min(tiles_.block_q, geo_.rows(b) - i0);
-    const int64_t nrows = group_ * nq;  // row r: head g * group + r / nq, position i0 + r % nq
+    it.b = bh / p_.heads_kv;
+    it.g = bh % p_.heads_kv;
+    it.i0 = qb * tiles_.block_q;
+    it.empty = it.i0 >= geo_.rows(it.b);
+    it.nq = it.empty ? 0 : std::min(tiles_.block_q, geo_.rows(it.b) - it.i0);
+    it.nrows = group_ * it.nq;
+    return it;
+  }
+
+  // Rows [j0, j1) of K and V of sequence b, kv head g, into pf (rows of A-sized elements read in place).
+  void add_kv_rows(detail::RowPrefetcher& pf, int64_t b, int64_t g, int64_t j0, int64_t j1) const {
+    if (j1 <= j0) return;
+    constexpr int64_t sz = sizeof(T);
+    if (p_.k_dim_stride == 1) {
+      pf.add(static_cast<const char*>(p_.k) + (geo_.k_at(b, g) + j0 * p_.k_seq_stride) * sz, j1 - j0,
+             p_.k_seq_stride * sz, p_.head_dim * sz, false);
+    }
+    if (p_.v_dim_stride == 1) {
+      pf.add(static_cast<const char*>(p_.v) + (geo_.v_at(b, g) + j0 * p_.v_seq_stride) * sz, j1 - j0,
+             p_.v_seq_stride * sz, p_.head_dim_v * sz, false);
+    }
+  }
+
+  // The rows the item `item` reads first and writes last: its query rows, the K/V rows of its first tile
+  // (from the window of its first and last positions; a mask may skip that tile: only a prefetch) and its
+  // output rows.
+  void plan_item(detail::RowPrefetcher& pf, int64_t item) const {
+    pf.clear();
+    const ItemPos it = locate(item);
+    if (it.empty) return;
+    constexpr int64_t sz = sizeof(T);
+    for (int64_t x = 0; x < group_; ++x) {
+      const int64_t h = it.g * group_ + x;
+      if (p_.q_dim_stride == 1) {
+        pf.add(static_cast<const char*>(p_.q) + geo_.q_at(it.b, h, it.i0) * sz, it.nq, p_.q_seq_stride * sz,
+               p_.head_dim * sz, false);
+      }
+    }
+    const int64_t last = std::min(it.i0 + it.nq, geo_.len_q(it.b)) - 1;
+    if (last >= it.i0) {
+      const detail::RowRange first_row = geo_.window(it.b, it.i0), last_row = geo_.window(it.b, last);
+      const int64_t j0 = first_row.lo / tiles_.block_k * tiles_.block_k;
+      add_kv_rows(pf, it.b, it.g, j0, std::min({j0 + tiles_.block_k, std::max(first_row.hi, last_row.hi), geo_.max_keys()}));
+    }
+    for (int64_t x = 0; x < group_; ++x) {
+      const int64_t h = it.g * group_ + x;
+      if (p_.out_dim_stride == 1) {
+        pf.add(static_cast<char*>(p_.out) + geo_.out_at(it.b, h, it.i0) * sz, it.nq, p_.out_seq_stride * sz,
+               p_.head_dim_v * sz, true);
+      }
+    }
+  }
+
+  // next_item: the item this thread computes next (-1: unknown or none), whose rows are prefetched.
+  void process(const Workspace& ws, int64_t item, const Partials& parts, Prefetch& pf, int64_t next_item) const {
+    const int64_t slot = item;  // where this item's partial results go when the keys are split
+    const ItemPos it = locate(item);
+    if (it.empty) return;
+    const int64_t chunk = it.chunk, b = it.b, g = it.g, i0 = it.i0, nq = it.nq, nrows = it.nrows;
 
     // The keys each row may see; the item visits the tiles of their union, within its chunk.
     int64_t klo = std::numeric_limits<int64_t>::max(), khi = 0;
@@ -529,13 +612,26 @@ class TiledForward {
     std::fill(ws.l, ws.l + rows_cap_, A(0));
     const int64_t kbase = geo_.k_at(b, g);
     const int64_t vbase = geo_.v_at(b, g);
+    const int64_t blocks = ceil_div(nrows, MR);
+    pf.item.clear();
+    if (next_item >= 0) {
+      plan_item(pf.item, next_item);
+      pf.item.spread_over(blocks * ceil_div(std::max<int64_t>(k_end - first_tile * tiles_.block_k, 0), tiles_.block_k));
+    }
     for (int64_t j0 = first_tile * tiles_.block_k; j0 < k_end; j0 += tiles_.block_k) {
       const int64_t nk = std::min(tiles_.block_k, k_end - j0);
       if (mask_.active() && !tile_needed(ws, b, g, i0, nq, nrows, j0, nk)) continue;  // masked for every row
       if (!decode_) pack_k(ws, kbase, j0, nk);
       const auto [vt, ldv] = pack_v(ws, vbase, j0, nk);
       const bool careful = may_mask_values_ && !all_finite(vt, ldv, nk);
+      pf.tile.clear();
+      if (!decode_) {
+        add_kv_rows(pf.tile, b, g, j0 + nk, std::min(k_end, j0 + nk + tiles_.block_k));
+        pf.tile.spread_over(blocks);
+      }
       for (int64_t rb = 0; rb < nrows; rb += MR) {
+        pf.tile.step();
+        pf.item.step();
         tile_rows(ws, rb, nrows, nq, b, g, i0, j0, nk, kbase, vbase, vt, ldv, careful);
       }
     }
@@ -811,7 +907,9 @@ class TiledForward {
 
     A alpha_row[MR];
     bool live[MR];
-    softmax_rows(ws, rb, a, e, full || transform_ ? vmax : nullptr, xf_c_, alpha_row, live);
+    if (!full || !softmax_full(ws, rb, nk, vmax, xf_c_, alpha_row, live)) {
+      softmax_rows(ws, rb, a, e, full || transform_ ? vmax : nullptr, xf_c_, alpha_row, live);
+    }
 
     const A* prow[MR];
     A* orow[MR];
@@ -1132,6 +1230,48 @@ class TiledForward {
     for (int r = 0; r < MR; ++r) {
       if (live[r]) ws.l[rb + r] = ws.l[rb + r] * alpha[r] + reduce_add(vsum[r]);  // l = alpha * l + rowsum(p)
     }
+  }
+
+  // softmax_rows for a full block (every row sees keys [0, nk), nk a whole number of vectors, the row maxima
+  // vmax from the Q K^T epilogue): the same operations in the same order, without the per-vector range and
+  // liveness tests, the rows unrolled. Returns false, having changed nothing, when some row has seen only
+  // -inf so far (it may not be live, or hold a NaN): softmax_rows then decides.
+  bool softmax_full(const Workspace& ws, int64_t rb, int64_t nk, const V* vmax, A c, A* alpha, bool* live) const {
+    const A neg_inf = -std::numeric_limits<A>::infinity();
+    const int64_t lds = tiles_.block_k;
+    A m_new[MR];
+    bool any_empty = false;
+    TILEATTN_UNROLL
+    for (int r = 0; r < MR; ++r) {
+      const A tile_max = reduce_max(vmax[r]) * c;  // c >= 0: max(s) * c = max(s * c)
+      const A m_old = ws.m[rb + r];
+      m_new[r] = tile_max > m_old ? tile_max : m_old;  // as new_max
+      any_empty = any_empty || m_new[r] == neg_inf;
+    }
+    if (any_empty) return false;
+    V neg_m[MR], vsum[MR];
+    TILEATTN_UNROLL
+    for (int r = 0; r < MR; ++r) {
+      const A m_old = ws.m[rb + r];
+      alpha[r] = m_old == m_new[r] ? A(1) : m_old == neg_inf ? A(0) : exp2_scalar(m_old - m_new[r]);
+      ws.m[rb + r] = m_new[r];
+      neg_m[r] = V::set1(-m_new[r]);
+      vsum[r] = V::zero();
+      live[r] = true;
+    }
+    const V cv = V::set1(c);
+    for (int64_t v = 0; v < nk / W; ++v) {
+      TILEATTN_UNROLL
+      for (int r = 0; r < MR; ++r) {
+        A* s = ws.s + r * lds + v * W;
+        const V pv = exp2(fmadd(V::load(s), cv, neg_m[r]));  // p = 2^(s c - m')
+        pv.store(s);
+        vsum[r] = add(vsum[r], pv);
+      }
+    }
+    TILEATTN_UNROLL
+    for (int r = 0; r < MR; ++r) ws.l[rb + r] = ws.l[rb + r] * alpha[r] + reduce_add(vsum[r]);  // l = alpha l + rowsum(p)
+    return true;
   }
 
   void finish(const Workspace& ws, int64_t b, int64_t g, int64_t i0, int64_t nq, int64_t nrows) const {
