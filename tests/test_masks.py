@@ -164,6 +164,24 @@ def test_zero_scale_with_mask(rng, path, dtype):
     np.testing.assert_allclose(out[0], means, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_infinite_value_gives_infinite_output(rng, path, dtype):
+    """A row that sees an infinite value with nonzero probability outputs that infinity, with its sign
+    (O / l: inf / l is inf, never NaN, however the division is carried out); the other elements are the
+    oracle's."""
+    q, k, v = qkv(rng, b=1, hq=2, sq=40, sk=70, d=32, dtype=dtype)
+    v = v.copy()
+    v[0, 0, 3, 5] = np.inf
+    v[0, 1, 10, 7] = -np.inf
+    out = run(q, k, v, path)
+    ref = reference.attention(q, k, v)
+    assert not np.isnan(out).any()
+    assert np.array_equal(np.isposinf(out), np.isposinf(ref)) and np.isposinf(out[0, 0, :, 5]).all()
+    assert np.array_equal(np.isneginf(out), np.isneginf(ref)) and np.isneginf(out[0, 1, :, 7]).all()
+    finite = np.isfinite(ref)
+    np.testing.assert_allclose(out[finite], ref[finite], rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_keys_past_kv_lengths_are_never_read(rng, path, bad):
     """NaN or inf stored past kv_lengths[b] changes no output or LSE bit."""

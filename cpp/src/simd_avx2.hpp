@@ -15,6 +15,9 @@ namespace tileattn::kernels::TILEATTN_ISA_NS {
 template <class A>
 struct Vec;
 
+// fmadd rounds once (a hardware fused multiply-add).
+constexpr bool kFusedFma = true;
+
 // 16 ymm registers: 4 rows x 3 vectors = 12 accumulators, 3 vectors of K or V and one broadcast.
 template <class A>
 struct Blocking {

@@ -15,6 +15,9 @@ namespace tileattn::kernels::TILEATTN_ISA_NS {
 template <class A>
 struct Vec;
 
+// fmadd rounds once (a hardware fused multiply-add).
+constexpr bool kFusedFma = true;
+
 // Register blocks: 6 rows x 4 vectors = 24 accumulators, 4 vectors of K or V, and the row values come
 // in as embedded broadcasts (vfmadd231ps zmm, zmm, [mem]{1to16}): 28 of the 32 zmm registers.
 template <class A>

@@ -119,6 +119,7 @@ struct Vec {
 // x87 extended precision (64-bit mantissa), rounded once to double. Both differ from a true fused result
 // only by a double rounding, i.e. they are as accurate; they are slower, on CPUs older than 2013.
 #if defined(__FMA__) || defined(__ARM_FEATURE_FMA)
+constexpr bool kFusedFma = true;  // fmadd rounds once
 template <class A>
 inline Vec<A> fmadd(Vec<A> a, Vec<A> b, Vec<A> c) {
   Vec<A> r;
@@ -131,6 +132,7 @@ inline Vec<float> fmadd(Vec<float> a, Vec<float> b, Vec<float> c) {
   return r;
 }
 #else
+constexpr bool kFusedFma = false;  // fmadd may round twice
 template <class A>
 inline Vec<A> fmadd(Vec<A> a, Vec<A> b, Vec<A> c) {
 #if defined(__x86_64__) || defined(__i386__)

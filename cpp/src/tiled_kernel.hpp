@@ -201,6 +201,24 @@ inline void read_row(const void* base, int64_t start, int64_t stride, int64_t n,
   for (; i < n; ++i) dst[i] = detail::load_as<A>(detail::load_elem<T>(base, start + i * stride));
 }
 
+// x / l, correctly rounded, without a division per vector (vdivps cost 4-5 % of a 128-token call):
+// q = x * r with r = RN(1 / l), then one correction q + r (x - q l), where x - q l is exact through a fused
+// multiply-add. With r correctly rounded and q within an ulp, this gives RN(x / l) (Markstein's theorem),
+// so the result is the division's, bit for bit (1 <= l < inf here; an infinite x keeps q = x * r, which is
+// x / l, where the correction would give inf - inf). Without a fused fmadd (the portable build on old x86):
+// the division.
+template <class A>
+inline Vec<A> div_by(Vec<A> x, Vec<A> l, Vec<A> neg_l, Vec<A> r) {
+  if constexpr (kFusedFma) {
+    const Vec<A> q = mul(x, r);
+    const Vec<A> inf = Vec<A>::set1(std::numeric_limits<A>::infinity());
+    return select_lt(abs(q), inf, fmadd(fmadd(q, neg_l, x), r, q), q);  // NaN: q, which is NaN
+  } else {
+    (void)neg_l, (void)r;
+    return div(x, l);
+  }
+}
+
 // caller_array[start + i * stride] = src[i] / l converted to T, for i < n.
 template <class A, class T>
 inline void write_row(void* base, int64_t start, int64_t stride, int64_t n, const A* src, A l) {
@@ -208,9 +226,9 @@ inline void write_row(void* base, int64_t start, int64_t stride, int64_t n, cons
   int64_t i = 0;
   if (stride == 1) {
     T* dst = reinterpret_cast<T*>(static_cast<char*>(base) + start * int64_t{sizeof(T)});
-    const Vec<A> lv = Vec<A>::set1(l);
+    const Vec<A> lv = Vec<A>::set1(l), neg_lv = Vec<A>::set1(-l), rv = Vec<A>::set1(A(1) / l);
     for (; i + W <= n; i += W) {
-      const Vec<A> x = div(Vec<A>::load(src + i), lv);
+      const Vec<A> x = div_by(Vec<A>::load(src + i), lv, neg_lv, rv);
       if constexpr (std::is_same_v<T, A>) {
         x.store(dst + i);
       } else {
@@ -513,6 +531,7 @@ class TiledForward {
   struct Prefetch {
     detail::RowPrefetcher tile, item;
   };
+  static constexpr int64_t kItemSteps = 4;  // the next item's lines are asked for at this many points per block
 
   struct ItemPos {
     int64_t chunk, b, g, i0, nq, nrows;  // rows: nrows = group * nq, row r at head g * group + r / nq
@@ -616,7 +635,7 @@ class TiledForward {
     pf.item.clear();
     if (next_item >= 0) {
       plan_item(pf.item, next_item);
-      pf.item.spread_over(blocks * ceil_div(std::max<int64_t>(k_end - first_tile * tiles_.block_k, 0), tiles_.block_k));
+      pf.item.spread_over(kItemSteps * blocks * ceil_div(std::max<int64_t>(k_end - first_tile * tiles_.block_k, 0), tiles_.block_k));
     }
     for (int64_t j0 = first_tile * tiles_.block_k; j0 < k_end; j0 += tiles_.block_k) {
       const int64_t nk = std::min(tiles_.block_k, k_end - j0);
@@ -631,8 +650,7 @@ class TiledForward {
       }
       for (int64_t rb = 0; rb < nrows; rb += MR) {
         pf.tile.step();
-        pf.item.step();
-        tile_rows(ws, rb, nrows, nq, b, g, i0, j0, nk, kbase, vbase, vt, ldv, careful);
+        tile_rows(ws, rb, nrows, nq, b, g, i0, j0, nk, kbase, vbase, vt, ldv, careful, pf.item);
       }
     }
     if (split_.chunks > 1) {
@@ -847,7 +865,8 @@ class TiledForward {
   // One register block of rows [rb, rb + MR) against the KV tile [j0, j0 + nk) of sequence b, kv head g.
   void tile_rows(const Workspace& ws, int64_t rb, int64_t nrows, int64_t nq, int64_t b, int64_t g, int64_t i0,
                  int64_t j0, int64_t nk, int64_t kbase, int64_t vbase, const A* vt, int64_t ldv,
-                 bool careful) const {
+                 bool careful, detail::RowPrefetcher& pf) const {
+    pf.step();
     int64_t a[MR], e[MR];  // keys of this tile each row may see: [a[r], e[r])
     int64_t emax = 0;
     const int64_t tile = j0 / tiles_.block_k;
@@ -899,6 +918,7 @@ class TiledForward {
     } else {
       scores(std::integral_constant<int, 0>{});
     }
+    pf.step();
     if (careful) {  // the keys at -inf, which P V must skip
       for (int r = 0; r < MR; ++r) {
         for (int64_t k = a[r]; k < e[r]; ++k) ws.dead[r * lds + k] = ws.s[r * lds + k] == -std::numeric_limits<A>::infinity();
@@ -911,6 +931,7 @@ class TiledForward {
       softmax_rows(ws, rb, a, e, full || transform_ ? vmax : nullptr, xf_c_, alpha_row, live);
     }
 
+    pf.step();
     const A* prow[MR];
     A* orow[MR];
     const uint8_t* drow[MR];
@@ -926,6 +947,7 @@ class TiledForward {
       ra[active] = a[r], re[active] = e[r];
       ++active;
     }
+    pf.step();
     if (active == 0) return;
     if (careful) {
       pv_careful(prow, orow, drow, alpha, ra, re, active, vt, ldv);
