@@ -231,4 +231,10 @@ inline Vec<double> exp2(Vec<double> x) {
   return {_mm256_andnot_pd(underflow, r)};
 }
 
+// exp2 of N vectors (the instruction sets with a stage-by-stage version interleave the N chains).
+template <int N, class A>
+inline void exp2_n(Vec<A>* x) {
+  for (int i = 0; i < N; ++i) x[i] = exp2(x[i]);
+}
+
 }  // namespace tileattn::kernels::TILEATTN_ISA_NS

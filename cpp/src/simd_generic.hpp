@@ -297,4 +297,10 @@ inline Vec<A> exp2(Vec<A> x) {
   return Vec<A>{generic_detail::select<A>(underflow, zero, poly * pow2n)};
 }
 
+// exp2 of N vectors (the instruction sets with a stage-by-stage version interleave the N chains).
+template <int N, class A>
+inline void exp2_n(Vec<A>* x) {
+  for (int i = 0; i < N; ++i) x[i] = exp2(x[i]);
+}
+
 }  // namespace tileattn::kernels::TILEATTN_ISA_NS

@@ -179,6 +179,7 @@ inline void pv_block(const A* const* p, A* const* o, const A* alpha, const A* vt
   }
 }
 
+
 // W elements of storage type T at p as a vector of A (T == A: a plain load; float16/bfloat16: converted).
 template <class A, class T>
 inline Vec<A> load_as_vec(const T* p) {
@@ -1282,13 +1283,16 @@ class TiledForward {
       live[r] = true;
     }
     const V cv = V::set1(c);
+    A* const s = ws.s;
     for (int64_t v = 0; v < nk / W; ++v) {
+      V x[MR];
+      TILEATTN_UNROLL
+      for (int r = 0; r < MR; ++r) x[r] = fmadd(V::load(s + r * lds + v * W), cv, neg_m[r]);  // s c - m'
+      exp2_n<MR>(x);  // p = 2^(s c - m'), the rows' exponentials interleaved
       TILEATTN_UNROLL
       for (int r = 0; r < MR; ++r) {
-        A* s = ws.s + r * lds + v * W;
-        const V pv = exp2(fmadd(V::load(s), cv, neg_m[r]));  // p = 2^(s c - m')
-        pv.store(s);
-        vsum[r] = add(vsum[r], pv);
+        x[r].store(s + r * lds + v * W);
+        vsum[r] = add(vsum[r], x[r]);
       }
     }
     TILEATTN_UNROLL
