@@ -428,29 +428,23 @@ class TiledForward {
     parts.m = c.take<A>(part_rows);
     parts.l = c.take<A>(part_rows);
     if (p_.mask != nullptr) mask_.build(p_, tiles_.block_k, mask_memory, threads_);
-    if (!decode_ && (threads_ == 1 || items >= detail::kClaimAheadItems * threads_)) {
-      // Many small items: each thread claims its next item before it starts the current one, so that it can
-      // ask the caches for that item's rows while it computes (RowPrefetcher). A claimed item cannot go to
-      // another thread: at the end, one thread may wait for at most one item of another.
-      std::atomic<int64_t> next{0};
-      detail::parallel_for(threads_, 1, threads_, [this, bytes, &parts, &next, items](int64_t, int64_t) {
-        const detail::FlushDenormals ftz;
-        const Workspace ws = carve(detail::thread_scratch().get(bytes));
-        Prefetch pf;
-        for (int64_t item = next.fetch_add(1, std::memory_order_relaxed); item < items;) {
-          const int64_t after = next.fetch_add(1, std::memory_order_relaxed);
-          process(ws, item, parts, pf, after < items ? after : -1);
-          item = after;
-        }
-      });
-    } else {
-      detail::parallel_for(items, 1, threads_, [this, bytes, &parts](int64_t begin, int64_t end) {
-        const detail::FlushDenormals ftz;
-        const Workspace ws = carve(detail::thread_scratch().get(bytes));
-        Prefetch pf;
-        for (int64_t item = begin; item < end; ++item) process(ws, item, parts, pf, -1);
-      });
-    }
+    // Items are claimed one at a time from a shared counter. With many small items each thread claims its
+    // next item before it starts the current one, so that it can ask the caches for that item's rows while
+    // it computes (RowPrefetcher); a claimed item cannot go to another thread, so at the end one thread may
+    // wait for at most one item of another: hence only with at least kClaimAheadItems items per thread.
+    const bool ahead = !decode_ && (threads_ == 1 || items >= detail::kClaimAheadItems * threads_);
+    std::atomic<int64_t> next{0};
+    const int64_t workers = std::min<int64_t>(threads_, items);
+    detail::parallel_for(workers, 1, threads_, [this, bytes, &parts, &next, items, ahead](int64_t, int64_t) {
+      const detail::FlushDenormals ftz;
+      const Workspace ws = carve(detail::thread_scratch().get(bytes));
+      Prefetch pf;
+      for (int64_t item = next.fetch_add(1, std::memory_order_relaxed); item < items;) {
+        const int64_t after = ahead ? next.fetch_add(1, std::memory_order_relaxed) : items;
+        process(ws, item, parts, pf, after < items ? after : -1);
+        item = ahead ? after : next.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
     if (split_.chunks > 1) {
       detail::parallel_for(heads, 1, threads_, [this, &parts](int64_t begin, int64_t end) {
         const detail::FlushDenormals ftz;
