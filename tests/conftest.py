@@ -17,7 +17,10 @@ sizes (it is below u/4 for N >= 256 well-conditioned outputs).
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -248,3 +251,21 @@ def pytest_report_header(config):
         f"bfloat16 {'yes' if BF16 is not None else 'no (ml_dtypes missing)'}",
         f"TILEATTN_ISA={os.environ.get('TILEATTN_ISA', '')!r}",
     ]
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cmake_configure(build: Path, *options: str, env: dict | None = None) -> str:
+    """Configures the project's CMake build in `build` without Python (Ninja when there is one), with the
+    given -D options; skips the test when cmake is missing, fails it when configuring fails. Returns the
+    cmake executable, for the build step."""
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        pytest.skip("cmake is not installed")
+    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
+    configure = [cmake, "-S", str(ROOT), "-B", str(build), *generator, "-DCMAKE_BUILD_TYPE=Release"]
+    configure += ["-DTILEATTN_PYTHON=OFF", *options]
+    result = subprocess.run(configure, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return cmake

@@ -5,36 +5,20 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT, cmake_configure
 
 
 @pytest.mark.slow
 def test_cpp_core(tmp_path):
     if not (ROOT / "cpp" / "tests" / "test_core.cpp").exists():
         pytest.skip("the C++ sources are not next to the tests (installed without the source tree)")
-    cmake = shutil.which("cmake")
-    if cmake is None:
-        pytest.skip("cmake is not installed")
     if shutil.which(os.environ.get("CXX", "c++")) is None and shutil.which("g++") is None:
         pytest.skip("no C++ compiler")
     build = tmp_path / "build"
-    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
-    configure = [
-        cmake,
-        "-S",
-        str(ROOT),
-        "-B",
-        str(build),
-        *generator,
-        "-DCMAKE_BUILD_TYPE=Release",
-        "-DTILEATTN_BUILD_TESTS=ON",
-        "-DTILEATTN_PYTHON=OFF",
-    ]
-    subprocess.run(configure, check=True, capture_output=True, text=True)
+    cmake = cmake_configure(build, "-DTILEATTN_BUILD_TESTS=ON")
     result = subprocess.run(
         [cmake, "--build", str(build), "--target", "tileattn_core_tests", "-j2"],
         capture_output=True,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,9 +17,8 @@ import pytest
 import tileattn
 from tileattn import reference
 
-from conftest import assert_close, assert_lse_close, dtype_of, magnitude
+from conftest import ROOT, assert_close, assert_lse_close, cmake_configure, dtype_of, magnitude
 
-ROOT = Path(__file__).resolve().parent.parent
 GPU = tileattn.cuda.is_available()
 needs_gpu = pytest.mark.skipif(not GPU, reason=f"no usable GPU: {tileattn.cuda.info()['error']}")
 
@@ -123,27 +121,15 @@ def test_cuda_build_compiles(tmp_path):
     nvcc = shutil.which("nvcc")
     if nvcc is None:
         pytest.skip("nvcc is not installed: the CUDA build cannot be checked here")
-    cmake = shutil.which("cmake")
-    if cmake is None:
-        pytest.skip("cmake is not installed")
     build = tmp_path / "build"
-    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
     env = {**os.environ, "CUDACXX": nvcc}
-    configure = [
-        cmake,
-        "-S",
-        str(ROOT),
-        "-B",
-        str(build),
-        *generator,
-        "-DCMAKE_BUILD_TYPE=Release",
-        "-DTILEATTN_PYTHON=OFF",
+    cmake = cmake_configure(
+        build,
         "-DTILEATTN_CUDA=ON",
         "-DCMAKE_CUDA_ARCHITECTURES=80",
         "-DTILEATTN_BUILD_TESTS=ON",
-    ]
-    result = subprocess.run(configure, capture_output=True, text=True, env=env)
-    assert result.returncode == 0, result.stdout + result.stderr
+        env=env,
+    )
     result = subprocess.run(
         [cmake, "--build", str(build), "--target", "tileattn", "tileattn_core_tests", "-j2"],
         capture_output=True,

@@ -312,8 +312,13 @@ struct ScoreTransform {
   // line-fill buffers in a burst (a block's worth at once stalls the core). Not for a bias shared by all
   // rows (one row, always in cache). One block ahead measured as fast as two to four blocks ahead, and
   // prefetching the row's bias kPrefetchTiles tiles on into L2 as well 1-3 % slower (bench/RESULTS.md).
+  // The line of the vector's last key: a row is rarely 64-byte aligned (NumPy aligns to 16 bytes), and
+  // then its vectors straddle lines; the first line of a vector then is the previous vector's last (or
+  // that of the previous tile's last vector, read a tile before: in L2). Asking for the vectors' first
+  // lines left every row's last line out (perf showed the loads of rows' last vectors stalling). The time
+  // of an (H, S, S) bias did not change measurably: it is bound by the memory's latency (bench/RESULTS.md).
   __attribute__((always_inline)) void prefetch(int r, int64_t j) const {
-    if (prefetch_bias) __builtin_prefetch(bias_next[r] + j, 0, 3);
+    if (prefetch_bias) __builtin_prefetch(bias_next[r] + j + (W - 1), 0, 3);
   }
 
   // Keys j .. j + W - 1 (relative to the tile) of row r: all visible (kInside), or only those in [ar, er)
@@ -839,8 +844,17 @@ class TiledForward {
   template <int kLocality>
   __attribute__((always_inline)) static void prefetch_row(const void* base, int64_t at, int64_t stride, int64_t n) {
     if (stride != 1) return;
-    const char* p = static_cast<const char*>(base) + at * int64_t{sizeof(T)};
-    for (int64_t off = 0; off < n * int64_t{sizeof(T)}; off += 64) __builtin_prefetch(p + off, 0, kLocality);
+    prefetch_lines<kLocality>(static_cast<const char*>(base) + at * int64_t{sizeof(T)}, n * int64_t{sizeof(T)});
+  }
+
+  // Asks for every cache line that holds a byte of [p, p + bytes): one more than bytes / 64 when p is not
+  // aligned to 64 bytes (NumPy aligns to 16), which a loop over offsets 0, 64, ... from p would leave out.
+  template <int kLocality>
+  __attribute__((always_inline)) static void prefetch_lines(const void* p, int64_t bytes) {
+    if (bytes <= 0) return;
+    const auto first = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63};
+    const auto last = reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(bytes) - 1;
+    for (uintptr_t a = first; a <= last; a += 64) __builtin_prefetch(reinterpret_cast<const void*>(a), 0, kLocality);
   }
 
   // K rows [j, j + keys) converted to A into the staging block (rows past `keys` zero).
@@ -1044,13 +1058,10 @@ class TiledForward {
   template <int kLocality>
   __attribute__((always_inline)) void prefetch_options(const RowOptions& opt, int64_t j) const {
     if (j >= geo_.max_keys()) return;
-    if (opt.mask != nullptr && p_.mask_key_stride == 1) {
-      for (int64_t off = 0; off < tiles_.block_k; off += 64) __builtin_prefetch(opt.mask + j + off, 0, kLocality);
-    }
+    if (opt.mask != nullptr && p_.mask_key_stride == 1) prefetch_lines<kLocality>(opt.mask + j, tiles_.block_k);
     if (p_.bias != nullptr && p_.bias_key_stride == 1 && !bias_native_) {  // native: prefetched by the transform
       const int64_t size = detail::dtype_size(p_.bias_dtype);
-      const char* row = static_cast<const char*>(p_.bias) + (opt.bias + j) * size;
-      for (int64_t off = 0; off < tiles_.block_k * size; off += 64) __builtin_prefetch(row + off, 0, kLocality);
+      prefetch_lines<kLocality>(static_cast<const char*>(p_.bias) + (opt.bias + j) * size, tiles_.block_k * size);
     }
   }
 
