@@ -68,6 +68,26 @@ def test_options(rng, path, dtype, name):
         check_against_oracle(q, k, v, path, **kw)
 
 
+@pytest.mark.parametrize("name", list(OPTIONS))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_options_long_head_dim(rng, path, dtype, name):
+    """A head dim whose KV tile is larger than L1 keeps: the register blocks then go in groups (the scores
+    and softmax of every block of the group, then their P V); several groups, tiles and a partial block."""
+    q, k, v = qkv(rng, b=2, hq=4, hkv=2, sq=61, sk=150, d=128, dtype=dtype)
+    check_against_oracle(q, k, v, path, **options(name, rng, 2, 4, 61, 150))
+
+
+@pytest.mark.parametrize("d", [24, 128])
+def test_rows_do_not_depend_on_their_block(rng, path, d):
+    """A row gets the same bits whichever rows share its register block or group (shifted query rows)."""
+    q, k, v = qkv(rng, b=1, hq=2, sq=100, sk=200, d=d)
+    bias = rng.standard_normal((2, 100, 200)).astype(np.float32)
+    full = run(q, k, v, path, bias=bias)
+    for start in (1, 5, 7, 31):
+        part = run(q[:, :, start:], k, v, path, bias=bias[:, start:])
+        assert np.array_equal(part, full[:, :, start:]), f"rows from {start} differ"
+
+
 @pytest.mark.parametrize("name", ["window", "mask", "bias", "alibi", "softcap", "everything"])
 @pytest.mark.parametrize("layout", ["bshd", "bhsd"])
 @pytest.mark.parametrize("rank", [2, 3, 4])
