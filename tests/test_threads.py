@@ -154,3 +154,48 @@ def test_fork_after_use(tmp_path):
         timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+AFFINITY_SCRIPT = """
+import os, sys, time
+import numpy as np
+import tileattn
+
+def masks():
+    return {int(t): os.sched_getaffinity(int(t)) for t in os.listdir("/proc/self/task")}
+
+only_one = sys.argv[1] == "one"
+start = os.sched_getaffinity(0)
+if only_one:
+    os.sched_setaffinity(0, {min(start)})  # the workers, created later, inherit this mask
+mask = os.sched_getaffinity(0)
+rng = np.random.default_rng(0)
+q, k, v = (rng.standard_normal((2, 4, 300, 64)).astype(np.float32) for _ in range(3))
+want = tileattn.attention(q, k, v, causal=True, num_threads=1)
+before = set(masks())  # NumPy's BLAS may have threads of its own, with the mask they started with
+for burst in range(6):
+    time.sleep(0.05)  # let the workers fall asleep: the wake-up path is what moves them
+    for _ in range(3):
+        got = tileattn.attention(q, k, v, causal=True, num_threads=4)
+        assert np.array_equal(got, want), "results depend on the thread count"
+after = masks()
+workers = {t: m for t, m in after.items() if t not in before}
+assert len(workers) == 3, f"expected 3 workers, found {len(workers)} new threads"
+assert os.sched_getaffinity(0) == mask, "the caller's affinity changed"
+assert all(m == mask for m in workers.values()), f"affinity changed: {workers} (was {mask})"
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="needs Linux CPU affinity")
+@pytest.mark.parametrize("cpus", ["all", "one"])
+def test_workers_keep_their_affinity(tmp_path, cpus):
+    """The pool moves a worker that the kernel queued behind the caller to another CPU (thread_pool.hpp,
+    yield_point); the worker's affinity mask must be the same afterwards, and a process confined to one
+    CPU must still compute correctly with several threads. Fresh interpreter: the test sets affinities."""
+    script = tmp_path / "affinity_check.py"
+    script.write_text(AFFINITY_SCRIPT)
+    proc = subprocess.run(
+        [sys.executable, str(script), cpus], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr

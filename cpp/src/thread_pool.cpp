@@ -1,6 +1,7 @@
 #include "thread_pool.hpp"
 
 #include <pthread.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <atomic>
@@ -14,12 +15,51 @@
 namespace tileattn::detail {
 namespace {
 
+using Clock = std::chrono::steady_clock;
+
+// The CPU the calling thread runs on, or -1 where that cannot be known.
+int current_cpu() {
+#ifdef __linux__
+  return sched_getcpu();
+#else
+  return -1;
+#endif
+}
+
+// Moves the calling thread off `cpu` (when its affinity allows another CPU), then gives it back the
+// affinity it had. The kernel moves the thread before sched_setaffinity returns, and restoring the mask
+// does not move it again, so the thread ends up on another CPU and keeps its old mask.
+void move_off_cpu(int cpu) {
+#ifdef __linux__
+  cpu_set_t mask;
+  if (cpu < 0 || cpu >= CPU_SETSIZE || sched_getaffinity(0, sizeof mask, &mask) != 0) return;
+  if (!CPU_ISSET(cpu, &mask) || CPU_COUNT(&mask) < 2) return;
+  cpu_set_t others = mask;
+  CPU_CLR(cpu, &others);
+  if (sched_setaffinity(0, sizeof others, &others) == 0) sched_setaffinity(0, sizeof mask, &mask);
+#else
+  (void)cpu;
+#endif
+}
+
+// How long the caller lets its workers take to join before it yields its CPU to them once (see
+// yield_point in the header). Waking a worker on an idle CPU takes 10-100 us on the development machine.
+constexpr auto kJoinPatience = std::chrono::microseconds(100);
+
+struct Job;
+// The job whose caller this thread is, while it runs its own chunks (null in workers and elsewhere).
+thread_local Job* t_caller_job = nullptr;
+
 struct Job {
   RangeFn body;
   int64_t n;
   int64_t grain;
   int max_workers;               // workers allowed to join (threads - 1)
   std::atomic<int64_t> next{0};  // first item not yet taken
+  std::atomic<int> started{0};   // workers that have joined (read by the caller without the lock)
+  int caller_cpu = -1;           // where the caller ran when it published the job
+  Clock::time_point published;   // when it did
+  bool yielded = false;          // whether the caller has yielded its CPU (read by the caller only)
   int joined = 0;                // guarded by Pool::mutex
   int active = 0;                // guarded by Pool::mutex
   std::exception_ptr error;      // guarded by error_mutex
@@ -43,6 +83,16 @@ struct Job {
         next.store(n, std::memory_order_relaxed);
         return;
       }
+      if (t_caller_job == this) yield_point();
+    }
+  }
+
+  // Called by the caller only, between pieces of its work (see detail::yield_point in the header).
+  void yield_point() {
+    if (!yielded && started.load(std::memory_order_relaxed) < max_workers &&
+        Clock::now() - published > kJoinPatience) {
+      yielded = true;
+      std::this_thread::yield();
     }
   }
 };
@@ -57,11 +107,15 @@ class Pool {
     {
       std::lock_guard<std::mutex> lk(mutex_);
       job_ = &job;
+      job.caller_cpu = current_cpu();
+      job.published = Clock::now();
       ++generation_;
       generation_atomic_.store(generation_, std::memory_order_release);
     }
     cv_work_.notify_all();
+    t_caller_job = &job;
     job.run_chunks();
+    t_caller_job = nullptr;
     std::unique_lock<std::mutex> lk(mutex_);
     job_ = nullptr;  // no worker joins from now on
     cv_done_.wait(lk, [&] { return job.active == 0; });
@@ -88,9 +142,9 @@ class Pool {
     }
     for (;;) {
       // Spin briefly before sleeping: back-to-back calls (small shapes) then start without a wake-up.
-      const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
+      const auto spin_until = Clock::now() + std::chrono::microseconds(200);
       while (generation_atomic_.load(std::memory_order_acquire) == seen &&
-             std::chrono::steady_clock::now() < spin_until) {
+             Clock::now() < spin_until) {
         std::this_thread::yield();
       }
       std::unique_lock<std::mutex> lk(mutex_);
@@ -100,7 +154,10 @@ class Pool {
       if (job == nullptr || job->joined >= job->max_workers) continue;
       ++job->joined;
       ++job->active;
+      const int caller_cpu = job->caller_cpu;
       lk.unlock();
+      job->started.fetch_add(1, std::memory_order_relaxed);
+      if (caller_cpu >= 0 && current_cpu() == caller_cpu) move_off_cpu(caller_cpu);
       job->run_chunks();
       lk.lock();
       if (--job->active == 0) cv_done_.notify_all();
@@ -157,6 +214,10 @@ void parallel_for(int64_t n, int64_t grain, int threads, RangeFn body) {
     job.run_chunks();
   }
   if (job.error) std::rethrow_exception(job.error);
+}
+
+void yield_point() {
+  if (Job* job = t_caller_job) job->yield_point();
 }
 
 int pool_workers() {

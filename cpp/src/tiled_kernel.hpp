@@ -456,6 +456,7 @@ class TiledForward {
       for (int64_t item = next.fetch_add(1, std::memory_order_relaxed); item < items;) {
         const int64_t after = ahead ? next.fetch_add(1, std::memory_order_relaxed) : items;
         process(ws, item, parts, pf, after < items ? after : -1);
+        detail::yield_point();
         item = ahead ? after : next.fetch_add(1, std::memory_order_relaxed);
       }
     });
