@@ -15,6 +15,8 @@ namespace tileattn::detail {
 constexpr int64_t kKvTileBytes = 64 * 1024;  // packed K^T + V of one KV tile (in L2; its K^T or V half in L1)
 constexpr int64_t kL1TileBytes = 32 * 1024;  // a larger tile: register blocks in groups (see TiledForward)
 constexpr int64_t kItemBytes = 256 * 1024;   // packed Q rows + output accumulators of one work item
+constexpr int64_t kChunkBytes = 512 * 1024;  // KV tiles packed at once by an item with a row-wise bias
+constexpr int64_t kChunkMinKeys = 128;       // ... where a KV tile holds at least this many keys
 constexpr int64_t kMaxBlockK = 256;          // keys per KV tile, at most (also the longest P V sum chain)
 constexpr int64_t kDotBlock = 32;            // q . k sums run in blocks of this many terms (accuracy)
 constexpr int64_t kPvChain = 64;             // p . v sums run in chains of this many keys (accuracy)
