@@ -88,3 +88,42 @@ def test_isa_environment_variable():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "baseline"
+
+
+def test_bench_time_interleaved_warm_up():
+    """The benchmark's timing: bursts of `burst` timed calls after one waking call, or after calls back to
+    back for warm_seconds (--steady)."""
+    from tileattn import bench
+
+    calls = {"a": 0, "b": 0}
+
+    def runner(name):
+        def fn():
+            calls[name] += 1
+
+        return fn
+
+    times = bench.time_interleaved(
+        {"a": runner("a"), "b": runner("b")}, rounds=2, min_time=0.0, burst=3
+    )
+    assert set(times) == {"a", "b"}
+    assert calls == {"a": 1 + 2 * (1 + 3), "b": 1 + 2 * (1 + 3)}
+    calls.update(a=0, b=0)
+    bench.time_interleaved({"a": runner("a")}, rounds=1, min_time=0.0, warm_seconds=0.05)
+    assert calls["a"] > 1 + 1 + 3 + 10  # many back-to-back calls before the timed ones
+
+
+def test_bench_compare_steady_json(tmp_path):
+    """python -m tileattn bench --compare --steady on one small case: the table, and the JSON records
+    the timing mode; --steady with --masks is refused."""
+    from tileattn import bench
+
+    path = tmp_path / "c.json"
+    args = ["--cases", "B32 H12 S128 D32", "--rounds", "1", "--min-time", "0", "--no-torch"]
+    assert bench.main([*args, "--steady", "--json", str(path), "--png", ""]) == 0
+    report = json.loads(path.read_text())
+    assert report["timing"] == "steady"
+    assert [r["case"] for r in report["results"]] == ["B32 H12 S128 D32"]
+    assert report["results"][0]["seconds"]["tileattn"] > 0
+    with pytest.raises(SystemExit):
+        bench.main(["--masks", "--steady", "--no-torch"])

@@ -275,7 +275,12 @@ def test_bias_dtype_matrix(rng, path, dtype, bias_dtype):
 
 @pytest.mark.parametrize(
     ("dtype", "bias_dtype"),
-    [("float32", "float32"), ("float32", "float64"), ("float16", "float32"), ("float64", "float64")],
+    [
+        ("float32", "float32"),
+        ("float32", "float64"),
+        ("float16", "float32"),
+        ("float64", "float64"),
+    ],
 )
 def test_row_bias_walks_chunks_of_tiles(rng, path, dtype, bias_dtype):
     """A bias that differs from row to row over long rows (the kernel packs several KV tiles and walks
@@ -283,7 +288,9 @@ def test_row_bias_walks_chunks_of_tiles(rng, path, dtype, bias_dtype):
     the same values given as a per-key bias (read one tile at a time). Keys span several chunks and a
     partial one; the mask hides two whole tiles inside a chunk; rows span several groups."""
     sq, sk, d = 61, 2 * 1024 + 77, 32
-    _, block_k = tile_info(dtype, 1, 3, 1, sq, sk, d, d, isa=path[1] if path[0] == "tiled" else "auto")
+    _, block_k = tile_info(
+        dtype, 1, 3, 1, sq, sk, d, d, isa=path[1] if path[0] == "tiled" else "auto"
+    )
     assert sk > 4 * block_k
     q, k, v = qkv(rng, b=1, hq=3, hkv=1, sq=sq, sk=sk, d=d, dtype=dtype)
     row = rng.standard_normal(sk).astype(dtype_of(bias_dtype))

@@ -154,11 +154,23 @@ def torch_runner(case: Case, q, k, v, threads: int) -> Callable[[], Any] | None:
 # competitors alternate, round after round, so that they still share the same minute.
 SETTLE_SECONDS = 0.25
 
+# --steady: calls back to back for this long before each timed burst. Right after a pause every
+# competitor runs slower for several calls (torch SDPA at B32 H12 S128 D32: 7.4, 7.1, 6.5 ms for the
+# 2nd-4th calls, 5.7 ms from the 10th on; tileattn 5.0, 4.9, 4.8 ms, then 4.7 ms), so the two ways of
+# timing give different ratios for short calls: the default answers "a request now and then", --steady
+# "a loop of calls".
+STEADY_WARM_SECONDS = 0.3
+
 
 def time_interleaved(
-    runners: dict[str, Callable[[], Any]], rounds: int, min_time: float, burst: int = 3
+    runners: dict[str, Callable[[], Any]],
+    rounds: int,
+    min_time: float,
+    burst: int = 3,
+    warm_seconds: float = 0.0,
 ) -> dict[str, float]:
-    """Median seconds per call of each runner, from alternating bursts after a warm-up."""
+    """Median seconds per call of each runner, from alternating bursts after a warm-up: one call (its
+    threads wake up), or back-to-back calls for warm_seconds (steady state)."""
     for fn in runners.values():
         fn()
     samples: dict[str, list[float]] = {name: [] for name in runners}
@@ -168,6 +180,9 @@ def time_interleaved(
         for name, fn in runners.items():
             time.sleep(SETTLE_SECONDS)
             fn()  # the first call of a burst wakes the competitor's threads up
+            warm_until = time.perf_counter() + warm_seconds
+            while time.perf_counter() < warm_until:
+                fn()
             for _ in range(burst):
                 t0 = time.perf_counter()
                 fn()
@@ -241,6 +256,7 @@ def run(
     selected: list[str] | None,
     with_torch: bool,
     progress: bool = True,
+    steady: bool = False,
 ) -> dict[str, Any]:
     all_cases = cases()
     if selected:
@@ -267,7 +283,9 @@ def run(
             runners["numpy in-place"] = lambda q=q, k=k, v=v, c=case: reference.naive_attention(
                 q, k, v, causal=c.causal
             )
-        times = time_interleaved(runners, rounds, min_time)
+        times = time_interleaved(
+            runners, rounds, min_time, warm_seconds=STEADY_WARM_SECONDS if steady else 0.0
+        )
         if case.dtype == "float32":
             f32_times[(case.batch, case.heads_q, case.seq_q, case.head_dim, case.causal)] = times[
                 "tileattn"
@@ -296,6 +314,7 @@ def run(
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "threads": threads,
+        "timing": "steady" if steady else "bursts",
         "cpu": cfg["cpu"]["brand"] or platform.processor(),
         "kernel": cfg["kernel"]["path"],
         "probes_before": before,
@@ -309,7 +328,7 @@ def format_table(report: dict[str, Any]) -> str:
     p = report["peaks"]
     lines = [
         f"tileattn bench --compare  {report['date']}  {report['cpu']}  {report['threads']} threads  "
-        f"kernel: {report['kernel']}",
+        f"kernel: {report['kernel']}  timing: {report.get('timing', 'bursts')}",
         f"probes (best of before/after): FMA peak f32 {p['fma_f32_gflops']:.0f} GFLOP/s, "
         f"f64 {p['fma_f64_gflops']:.0f} GFLOP/s, read bandwidth {p['read_gbs']:.1f} GB/s",
         "",
@@ -433,6 +452,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--no-torch", action="store_true", help="leave torch out even when installed")
     ap.add_argument(
+        "--steady",
+        action="store_true",
+        help="time calls in steady state (after 0.3 s of back-to-back calls) instead of the 2nd-4th "
+        "calls after a pause; --compare only",
+    )
+    ap.add_argument(
         "--json",
         default=None,
         help="where to write the JSON results (bench_compare.json, bench_masks.json)",
@@ -443,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     threads = args.threads or _api.get_num_threads()
     if args.masks:
+        if args.steady:
+            ap.error("--steady applies to --compare only")
         from . import bench_masks
 
         return bench_masks.main(
@@ -454,7 +481,9 @@ def main(argv: list[str] | None = None) -> int:
             args.json or "bench_masks.json",
         )
     args.json = args.json or "bench_compare.json"
-    report = run(threads, args.rounds, args.min_time, args.cases, not args.no_torch)
+    report = run(
+        threads, args.rounds, args.min_time, args.cases, not args.no_torch, steady=args.steady
+    )
     print(format_table(report))
     with open(args.json, "w") as f:
         json.dump(report, f, indent=2)
