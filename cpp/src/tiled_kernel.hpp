@@ -428,9 +428,9 @@ class TiledForward {
     // items pack kChunkBytes of KV tiles at a time and walk each group of register blocks over all of them
     // (instead of every group over one tile), so that each row's bias is read as one run over the chunk,
     // which the hardware prefetcher follows better than one short piece per row and tile. Measured (A/B
-    // of builds, 2 threads, S2048, three alternated runs): float32 D64 (128-key tiles) with an (H, S, S)
-    // bias +20.3-21.3 % over the plain call before, +14.8-18.6 % after; (S, S) bias 12.9-17.2 % before,
-    // 6.1-12.9 % after. With 64-key tiles (float32 D128, float64 D64) it gained nothing or cost 1-3 %: only
+    // of builds, 2 threads, S2048, three alternated process pairs; bench/RESULTS.md): float32 D64 (128-key
+    // tiles) with an (H, S, S) bias +20.9-25.9 % over the plain call before, +15.3-18.5 % after; an (S, S)
+    // bias unchanged (+14-18 %). With 64-key tiles (float32 D128, float64 D64) it gained nothing or cost 1-3 %: only
     // tiles of kChunkMinKeys keys or more. Each row still meets the same tiles in the same order, so the
     // results do not change. Only where the blocks go in groups anyway (a tile that L1 does not keep): a
     // group then loads each tile from L2 whatever the order, where one block at a time would reload a tile
