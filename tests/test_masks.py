@@ -169,6 +169,79 @@ def test_very_negative_finite_row_is_normal(rng, path):
     assert np.isfinite(lse).all()
 
 
+def limit_rows(rng, bias_dtype, n, sk):
+    """n rows of bias (n >= 4) whose first four hold values at the limits of bias_dtype's range: all keys
+    at its most negative finite value (a normal row: the scores are all equal to it, as finfo.min masks
+    in Hugging Face code); that value but for one key at 0 (all weight there); one key at the largest
+    finite value, the others 0 (all weight there); half the keys -inf (masked), half at the most negative
+    finite value. The other rows are ordinary."""
+    dt = dtype_of(bias_dtype)
+    lo, hi = np.finfo(dt).min, np.finfo(dt).max
+    bias = rng.standard_normal((n, sk)).astype(dt)
+    bias[0] = lo
+    bias[1] = lo
+    bias[1, sk // 3] = 0
+    bias[2] = 0
+    bias[2, sk - 5] = hi
+    bias[3] = lo
+    bias[3, ::2] = -np.inf
+    return bias
+
+
+@pytest.mark.parametrize(
+    ("dtype", "bias_dtype"),
+    [
+        ("float32", "float32"),
+        ("float64", "float64"),
+        ("float16", "float32"),
+        ("bfloat16", "float32"),
+        ("float32", "float64"),
+    ],
+)
+def test_bias_at_the_dtype_limits(rng, path, dtype, bias_dtype):
+    """Biases as large as the dtype allows are finite scores like any other (only -inf masks): a row all
+    at finfo.min is a normal row with uniform weights and a finite LSE, never a masked one, and a key at
+    finfo.max takes all the weight. Prefill rows (several KV tiles, the row-wise bias chunks) and
+    decoding (one query row per head, keys split into chunks merged by their LSE)."""
+    # A float64 bias beyond float32's range on float32 inputs: the kernel's float32 scores and LSE
+    # saturate at float32's largest value (the oracle's LSE, in float64, is not representable), so the
+    # outputs are checked against the oracle and the LSE for being finite.
+    check = (
+        check_against_oracle if bias_dtype != "float64" or dtype == "float64" else run_and_compare
+    )
+    sk = 2 * 128 + 37
+    q, k, v = qkv(rng, b=1, hq=2, hkv=1, sq=13, sk=sk, d=64, dtype=dtype)
+    bias = limit_rows(rng, bias_dtype, 13, sk)
+    out, lse = check(q, k, v, path, bias=bias)
+    vv = v.astype(np.float64)[0, 0]
+    tol = dict(rtol=2e-2 if dtype in ("float16", "bfloat16") else 1e-5, atol=1e-2)
+    np.testing.assert_allclose(
+        out[0, :, 0].astype(np.float64), np.broadcast_to(vv.mean(0), (2, 64)), **tol
+    )
+    np.testing.assert_allclose(
+        out[0, :, 1].astype(np.float64), np.broadcast_to(vv[sk // 3], (2, 64)), **tol
+    )
+    np.testing.assert_allclose(
+        out[0, :, 2].astype(np.float64), np.broadcast_to(vv[sk - 5], (2, 64)), **tol
+    )
+    np.testing.assert_allclose(
+        out[0, :, 3].astype(np.float64), np.broadcast_to(vv[1::2].mean(0), (2, 64)), **tol
+    )
+    assert np.isfinite(lse).all()
+
+    sk = 2 * 2048 + 37  # decoding: 4 query heads on one kv head, one row each
+    q, k, v = qkv(rng, b=1, hq=4, hkv=1, sq=1, sk=sk, d=32, dtype=dtype)
+    bias = limit_rows(rng, bias_dtype, 4, sk)[:, None, :]
+    out, lse = check(q, k, v, path, bias=bias)
+    assert np.isfinite(lse).all()
+
+
+def run_and_compare(q, k, v, path, **kw):
+    out, lse = run(q, k, v, path, return_lse=True, **kw)
+    np.testing.assert_allclose(out, reference.attention(q, k, v, **kw), rtol=1e-5, atol=1e-6)
+    return out, lse
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_zero_scale_with_mask(rng, path, dtype):
     """scale=0 under a mask: every visible score is 0, so each row averages its visible values (a hidden

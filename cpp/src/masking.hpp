@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -233,6 +234,15 @@ inline double bias_elem(const Params& p, int64_t at) {
     default:
       return load_elem<float>(p.bias, at);
   }
+}
+
+// x as L, a finite x beyond L's range saturating at L's largest finite value instead of becoming infinite:
+// only -inf masks a key, so a float64 bias of finfo.min on float32 inputs, and the LSE of a row of such
+// scores, stay finite.
+template <class L>
+inline L saturate(double x) {
+  constexpr double kBig = std::numeric_limits<L>::max();
+  return static_cast<L>(std::isinf(x) ? x : std::clamp(x, -kBig, kBig));
 }
 
 // Element (b, h, i, j) of the bias, converted to double.

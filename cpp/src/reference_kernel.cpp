@@ -88,7 +88,7 @@ void reference_rows(const Params& p, int threads) {
       }
       if (p.lse != nullptr) {
         const A lse = l == A(0) ? neg_inf : m + std::log(l);
-        detail::store_elem<L>(p.lse, geo.lse_at(b, h, i), static_cast<L>(lse));
+        detail::store_elem<L>(p.lse, geo.lse_at(b, h, i), detail::saturate<L>(static_cast<double>(lse)));
       }
     }
   });

@@ -16,7 +16,8 @@
 //          S = Q K^T                                   (MR x NQ*W scores in registers, then a small buffer)
 //          per row: mask keys the row may not see by selection (never by adding -inf, so a NaN stored
 //          in an invisible key cannot reach the row); m' = max(m, rowmax S c); alpha = 2^(m - m');
-//          P = 2^(S c - m') with c = scale * log2(e) (one fma); l = alpha * l + rowsum P
+//          P = 2^(S c - m') with c = scale * log2(e) (one fma; with a bias the scores and m are in nats,
+//          and P = 2^((S - m') log2(e))); l = alpha * l + rowsum P
 //          O = alpha * O + P V                         (MR x NP*W outputs in registers per Dv chunk; the
 //                                                       tile's P V is summed from zero, then merged)
 //   3. out = O / l and lse = (m + log2 l) * ln 2 per row; a row that saw no key (l == 0) gets +0 and -inf.
@@ -290,11 +291,14 @@ inline Vec<A> tanh_vec(Vec<A> x) {
 enum : int { kXfBias = 1, kXfAlibi = 2, kXfMask = 4, kXfSoftcap = 8, kXfAll = 15 };
 
 // The element-wise options on the rows of a register block against one KV tile: from the raw score s of
-// row r, key j to t = (softcap * tanh(|scale| s / softcap) + bias - slope * |diag - j|) * log2(e),
-// computed as fma(tanh(...), softcap log2(e), (bias - slope |diag - j|) log2(e)) (or fma(s, |scale|
-// log2(e), ...) without a softcap), -inf where the mask is false (selected, so a NaN there never
-// survives). Applied to W keys at a time in the Q K^T epilogue (blocks that see whole tiles) or in a
-// second pass (the others), with the same arithmetic.
+// row r, key j to t = (softcap * tanh(|scale| s / softcap) + bias - slope * |diag - j|) * u, computed as
+// fma(tanh(...), softcap u, bias u - slope u |diag - j|) (or fma(s, |scale| u, ...) without a softcap),
+// -inf where the mask is false (selected, so a NaN there never survives). The unit u is log2(e) (base-2
+// units, as the plain kernel's scores times c), except with a bias, where u = 1: the scores stay in
+// natural-log units (see TiledForward::nats_), since a finite bias as large as the dtype's range (e.g.
+// finfo.min, a common mask value) times log2(e) would overflow to -inf and turn a row of very negative
+// finite scores into a masked one. Applied to W keys at a time in the Q K^T epilogue (blocks that see
+// whole tiles) or in a second pass (the others), with the same arithmetic.
 template <class A, int MR>
 struct ScoreTransform {
   using V = Vec<A>;
@@ -302,11 +306,11 @@ struct ScoreTransform {
   bool mask_contiguous = false;
   bool prefetch_bias = false;  // the rows' biases differ (else one row, always in cache, serves all)
   int64_t mask_stride = 0;
-  V mult, cap_log2e, log2e;
+  V mult, cap_u;  // |scale| u (or |scale| / softcap), softcap u
   const A* bias[MR];            // the row's bias of the tile's key 0, as A (the caller's or converted)
   const A* bias_next[MR];       // what to prefetch into L1 for the row: the next block's row, this tile
   const uint8_t* mask_row[MR];  // the row's mask byte of the tile's key 0
-  V neg_slope[MR];              // -slope * log2(e)
+  V neg_slope[MR];              // -slope * u
   V diag[MR];                   // lane l: the row's diagonal key relative to the tile, minus l
   A* gather;                    // W values of scratch
   uint8_t* keep;                // W bytes of scratch
@@ -329,23 +333,21 @@ struct ScoreTransform {
   // (nothing is read for the others).
   template <int F, bool kInside>
   V apply(int r, int64_t j, V x, int64_t ar, int64_t er) const {
-    V extra = V::zero();  // (bias - slope * |diag - key|) * log2(e)
+    V extra = V::zero();  // (bias - slope * |diag - key|) * u (u = 1 with a bias)
     if constexpr ((F & kXfBias) != 0) {
-      V bv;
       if constexpr (kInside) {
-        bv = V::load(bias[r] + j);
+        extra = V::load(bias[r] + j);
       } else {  // only the visible keys may be read
         for (int w = 0; w < W; ++w) gather[w] = j + w >= ar && j + w < er ? bias[r][j + w] : A(0);
-        bv = V::load(gather);
+        extra = V::load(gather);
       }
-      extra = mul(bv, log2e);
     }
     if constexpr ((F & kXfAlibi) != 0) {
       extra = fmadd(neg_slope[r], abs(sub(diag[r], V::set1(static_cast<A>(j)))), extra);
     }
     V t;
     if constexpr ((F & kXfSoftcap) != 0) {
-      t = fmadd(tanh_vec<A>(mul(x, mult)), cap_log2e, extra);
+      t = fmadd(tanh_vec<A>(mul(x, mult)), cap_u, extra);
     } else if constexpr ((F & (kXfBias | kXfAlibi)) != 0) {
       t = fmadd(x, mult, extra);
     } else {
@@ -391,6 +393,7 @@ class TiledForward {
   static constexpr int NP = Blocking<A>::kPvVecs;  // output vectors per register block of P V
   static constexpr int kMaxSubBlocks = 4;          // register blocks that share a pass over a KV tile
   static constexpr int kMaxChunkTiles = 32;         // KV tiles packed at a time, at most
+  static constexpr double kLog2e = 1.4426950408889634;
 
   TiledForward(const Params& p, int threads)
       : p_(p),
@@ -504,7 +507,7 @@ class TiledForward {
     const uint8_t* mask;  // the row's mask bytes, or null
     int64_t bias;         // element offset of the row's bias
     int64_t diag;         // the key on the row's diagonal
-    A neg_slope;          // -slope * log2(e) of the row's head (ALiBi), or 0
+    A neg_slope;          // -slope * u of the row's head (ALiBi; u as in ScoreTransform), or 0
   };
 
   struct Workspace {
@@ -742,7 +745,7 @@ class TiledForward {
     }
     o.bias = b * p_.bias_batch_stride + h * p_.bias_head_stride + i * p_.bias_seq_stride;
     o.diag = geo_.diag(b, i);
-    o.neg_slope = p_.alibi_slopes != nullptr ? static_cast<A>(-detail::alibi_slope(p_, b, h) * 1.4426950408889634) : A(0);
+    o.neg_slope = p_.alibi_slopes != nullptr ? static_cast<A>(-detail::alibi_slope(p_, b, h) * (nats_ ? 1.0 : kLog2e)) : A(0);
     return o;
   }
 
@@ -790,7 +793,7 @@ class TiledForward {
       if (m != -std::numeric_limits<A>::infinity()) {  // else no chunk saw a key: l stays 0
         for (int64_t c = 0; c < split_.chunks; ++c) {
           const int64_t at = first + c * rows_cap_ + r;
-          const A f = exp2_scalar(parts.m[at] - m);  // 2^(m_c - m), 0 for an empty chunk
+          const A f = exp2_scalar(to_base2(parts.m[at] - m));  // 2^(m_c - m), 0 for an empty chunk
           l = l + parts.l[at] * f;
           const V fv = V::set1(f);
           const A* oc = parts.o + at * dvp_;
@@ -1033,9 +1036,13 @@ class TiledForward {
 
     A alpha_row[MR];
     bool live[MR];
-    if (!full || !softmax_full(ws, rb, nk, vmax, xf_c_, alpha_row, live)) {
-      softmax_rows(ws, rb, a, e, full || transform_ ? vmax : nullptr, xf_c_, alpha_row, live);
-    }
+    const auto softmax = [&](auto nats) {
+      constexpr bool kNats = decltype(nats)::value;
+      if (!full || !softmax_full<kNats>(ws, rb, nk, vmax, xf_c_, alpha_row, live)) {
+        softmax_rows<kNats>(ws, rb, a, e, full || transform_ ? vmax : nullptr, xf_c_, alpha_row, live);
+      }
+    };
+    nats_ ? softmax(std::true_type{}) : softmax(std::false_type{});
 
     pf.step();
     int active = 0;
@@ -1076,9 +1083,9 @@ class TiledForward {
     x.mask_contiguous = p_.mask_key_stride == 1;
     x.prefetch_bias = bias_native_ && p_.bias_seq_stride != 0;
     x.mask_stride = p_.mask_key_stride;
-    x.mult = V::set1(p_.softcap > 0 ? static_cast<A>(std::fabs(p_.scale) / p_.softcap) : c_);
-    if constexpr ((F & kXfSoftcap) != 0) x.cap_log2e = V::set1(static_cast<A>(p_.softcap * 1.4426950408889634));
-    if constexpr (kBias) x.log2e = V::set1(static_cast<A>(1.4426950408889634));
+    const double u = kBias ? 1.0 : kLog2e;  // the scores' unit (kBias: nats_)
+    x.mult = V::set1(p_.softcap > 0 ? static_cast<A>(std::fabs(p_.scale) / p_.softcap) : kBias ? scale_abs_ : c_);
+    if constexpr ((F & kXfSoftcap) != 0) x.cap_u = V::set1(static_cast<A>(p_.softcap * u));
     x.gather = ws.bias, x.keep = ws.keep;
     const bool prefetch_rows = (kMask && p_.mask_key_stride == 1) || (kBias && p_.bias_key_stride == 1 && !bias_native_);
     for (int r = 0; r < MR; ++r) {
@@ -1147,7 +1154,7 @@ class TiledForward {
         return;
       }
     }
-    for (int64_t j = 0; j < n; ++j) dst[j] = static_cast<A>(detail::bias_elem(p_, at + j * p_.bias_key_stride));
+    for (int64_t j = 0; j < n; ++j) dst[j] = detail::saturate<A>(detail::bias_elem(p_, at + j * p_.bias_key_stride));
   }
 
   // Prefetches a row's mask bytes and bias values of the keys [j, j + block_k) (contiguous rows only), into
@@ -1261,6 +1268,20 @@ class TiledForward {
     for (int x = 0; x < rows; ++x) pv_chains(p[x], dead[x], o[x], alpha[x], a[x], e[x], detail::kPvChain, vt, ldv);
   }
 
+  // A difference of two row maxima in base-2 units (they are in natural-log units with a bias: nats_).
+  A to_base2(A d) const { return nats_ ? d * static_cast<A>(kLog2e) : d; }
+
+  // The exponent of p = 2^(...) of scores s against the row's max m' (neg_m = -m'): s c - m' in one fma
+  // for base-2 scores, (s - m') log2(e) for scores in nats (c is 1 then).
+  template <bool kNats>
+  static V exponent(V s, V c, V neg_m) {
+    if constexpr (kNats) {
+      return mul(add(s, neg_m), V::set1(static_cast<A>(kLog2e)));
+    } else {
+      return fmadd(s, c, neg_m);
+    }
+  }
+
   // 2^x through the vector exp2, so that every path computes alpha with the same function.
   static A exp2_scalar(A x) {
     A lanes[W];
@@ -1268,7 +1289,7 @@ class TiledForward {
     return lanes[0];
   }
 
-  // The new running max of a row from the max of its scores in this tile (already in base-2 units), or
+  // The new running max of a row from the max of its scores in this tile (already times c), or
   // false when every visible score is -inf (the row stays empty). A NaN score (which max may drop) makes it
   // NaN.
   bool new_max(A m_old, A tile_max, const A* s, int64_t a, int64_t e, A* m_new) const {
@@ -1288,11 +1309,13 @@ class TiledForward {
   // alpha = 2^(m - m') by which the row's output accumulators must be rescaled. live[r] is false when the
   // row sees nothing here or every visible score is -inf (the row adds nothing); a NaN score makes the row
   // NaN. Scores times c are in base-2 units: c = |scale| log2(e) on raw scores (q carries the scale's sign),
-  // 1 after transform_row. vmax, when given, holds the rows' lane-wise maxima of S (full blocks, from the
-  // Q K^T epilogue). The rows advance in lockstep, so that their dependency chains overlap; every row goes
-  // through the same operations in the same order whatever its neighbours.
+  // 1 after the transform; with a bias (kNats) they are in nats, and the exponent is (s - m') log2(e).
+  // vmax, when given, holds the rows' lane-wise maxima of S (full blocks, from the Q K^T epilogue). The
+  // rows advance in lockstep, so that their dependency chains overlap; every row goes through the same
+  // operations in the same order whatever its neighbours.
   // p = 2^(fma(s, c, -m')) rounds once, and the rounding of m' is common to the whole row: it cancels in
   // O / l.
+  template <bool kNats>
   void softmax_rows(const Workspace& ws, int64_t rb, const int64_t* a, const int64_t* e, const V* vmax_in, A c,
                     A* alpha, bool* live) const {
     const A neg_inf = -std::numeric_limits<A>::infinity();
@@ -1337,7 +1360,7 @@ class TiledForward {
       live[r] = true;
       // alpha = 2^(m - m'): exactly 1 when the max did not change and 0 on the row's first tile (exp2 gives
       // those same values; skipping it there changes no bit).
-      alpha[r] = m_old == m_new ? A(1) : m_old == neg_inf ? A(0) : exp2_scalar(m_old - m_new);
+      alpha[r] = m_old == m_new ? A(1) : m_old == neg_inf ? A(0) : exp2_scalar(to_base2(m_old - m_new));
       ws.m[rb + r] = m_new;
       neg_m[r] = V::set1(-m_new);
     }
@@ -1348,7 +1371,7 @@ class TiledForward {
       for (int r = 0; r < MR; ++r) {
         if (!live[r] || v < v0[r] || v >= v1[r]) continue;
         A* s = ws.s + r * lds + v * W;
-        const V pv = exp2(visible(r, v, fmadd(V::load(s), cv, neg_m[r])));  // p = 2^(s c - m'), 0 off range
+        const V pv = exp2(visible(r, v, exponent<kNats>(V::load(s), cv, neg_m[r])));  // 0 off range
         pv.store(s);
         vsum[r] = add(vsum[r], pv);
       }
@@ -1362,6 +1385,7 @@ class TiledForward {
   // vmax from the Q K^T epilogue): the same operations in the same order, without the per-vector range and
   // liveness tests, the rows unrolled. Returns false, having changed nothing, when some row has seen only
   // -inf so far (it may not be live, or hold a NaN): softmax_rows then decides.
+  template <bool kNats>
   bool softmax_full(const Workspace& ws, int64_t rb, int64_t nk, const V* vmax, A c, A* alpha, bool* live) const {
     const A neg_inf = -std::numeric_limits<A>::infinity();
     const int64_t lds = tiles_.block_k;
@@ -1379,7 +1403,7 @@ class TiledForward {
     TILEATTN_UNROLL
     for (int r = 0; r < MR; ++r) {
       const A m_old = ws.m[rb + r];
-      alpha[r] = m_old == m_new[r] ? A(1) : m_old == neg_inf ? A(0) : exp2_scalar(m_old - m_new[r]);
+      alpha[r] = m_old == m_new[r] ? A(1) : m_old == neg_inf ? A(0) : exp2_scalar(to_base2(m_old - m_new[r]));
       ws.m[rb + r] = m_new[r];
       neg_m[r] = V::set1(-m_new[r]);
       vsum[r] = V::zero();
@@ -1390,8 +1414,8 @@ class TiledForward {
     for (int64_t v = 0; v < nk / W; ++v) {
       V x[MR];
       TILEATTN_UNROLL
-      for (int r = 0; r < MR; ++r) x[r] = fmadd(V::load(s + r * lds + v * W), cv, neg_m[r]);  // s c - m'
-      exp2_n<MR>(x);  // p = 2^(s c - m'), the rows' exponentials interleaved
+      for (int r = 0; r < MR; ++r) x[r] = exponent<kNats>(V::load(s + r * lds + v * W), cv, neg_m[r]);
+      exp2_n<MR>(x);  // p, the rows' exponentials interleaved
       TILEATTN_UNROLL
       for (int r = 0; r < MR; ++r) {
         x[r].store(s + r * lds + v * W);
@@ -1409,7 +1433,7 @@ class TiledForward {
     }
   }
 
-  // out[b, h, i] = o / l and lse[b, h, i] = (m + log2 l) * ln 2; a row that saw no key (l == 0) gets +0 and
+  // out[b, h, i] = o / l and lse[b, h, i] = (m + log2 l) * ln 2 (m + ln l when m is in nats); a row that saw no key (l == 0) gets +0 and
   // -inf. Overwrites o when l == 0.
   void write_result(int64_t b, int64_t h, int64_t i, A* o, A m, A l) const {
     constexpr double kLn2 = 0.6931471805599453;
@@ -1418,8 +1442,8 @@ class TiledForward {
     if (p_.lse != nullptr) {
       using L = std::conditional_t<std::is_same_v<T, double>, double, float>;
       const double lse = l == A(0) ? -std::numeric_limits<double>::infinity()
-                                   : static_cast<double>(m) * kLn2 + std::log(static_cast<double>(l));
-      detail::store_elem<L>(p_.lse, geo_.lse_at(b, h, i), static_cast<L>(lse));
+                                   : static_cast<double>(m) * (nats_ ? 1.0 : kLn2) + std::log(static_cast<double>(l));
+      detail::store_elem<L>(p_.lse, geo_.lse_at(b, h, i), detail::saturate<L>(lse));
     }
   }
 
@@ -1448,6 +1472,11 @@ class TiledForward {
   // What the softmax multiplies the stored scores by: 1 after the transform, which leaves them in base-2
   // units, c_ for raw scores. (Raw scores under a mask would save the transform's multiply, but a masked
   // -inf times c_ = 0, scale=0, is NaN.)
+  // With a bias, transformed scores and the row maxima are in natural-log units (ScoreTransform): the
+  // softmax then takes (s - m') log2(e), two operations where base-2 scores take one fma, s c - m'. The
+  // rounding of m' times log2(e) would not cancel at such magnitudes (|m'| up to the dtype's largest value,
+  // its rounding error far beyond the exponent range), a difference of scores near the max is exact.
+  bool nats_ = p_.bias != nullptr;
   A xf_c_ = transform_ ? A(1) : c_;
 };
 

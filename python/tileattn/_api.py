@@ -346,7 +346,10 @@ def attention(
             ``d = Sk - Sq`` (0 under ``"top_left"``); -1 or None = unbounded. ``causal=True`` equals
             ``window=(-1, 0)``; both together intersect.
         mask: boolean array broadcastable to ``(B, Hq, Sq, Sk)``, True = may attend (torch's convention).
-        bias: float array broadcastable to ``(B, Hq, Sq, Sk)``, added to the scaled scores (-inf masks).
+        bias: float array broadcastable to ``(B, Hq, Sq, Sk)``, added to the scaled scores (-inf masks;
+            finite values of any size, such as ``finfo(dtype).min``, are ordinary scores; with inputs
+            computed in float32, a float64 bias beyond float32's range saturates at float32's largest
+            value, as does the float32 LSE).
         alibi_slopes: ``(Hq,)`` or ``(B, Hq)``: adds ``-slope * |i + d - j|`` to the scaled scores.
         softcap: if > 0, scores become ``softcap * tanh(scores / softcap)`` (after scaling, before
             bias, ALiBi and masks).
