@@ -130,6 +130,46 @@ def test_weights_chunked_over_rows(rng, monkeypatch):
     )
 
 
+def test_weights_never_expand_broadcast_masks(rng, monkeypatch):
+    """A broadcast (Sq, Sk) bias and mask are read a block of rows at a time and never expanded over
+    batch and heads: (B, Hq, Sq, Sk) would be 256 MiB as float32 here, 512 MiB for this float64 bias."""
+    import tracemalloc
+
+    from tileattn import _analysis
+
+    monkeypatch.setattr(_analysis, "_CHUNK_BYTES", 2 << 20)  # 8 rows at a time
+    b, h, s = 4, 16, 1024
+    q, k, _ = qkv(rng, b=b, hq=h, sq=s, sk=s, d=8, dtype="float32")
+    bias, mask = rng.standard_normal((s, s)), rng.random((s, s)) > 0.3
+    tracemalloc.start()
+    try:
+        w = tileattn.attention_weights(q, k, rows=[0, 7], bias=bias, mask=mask)
+        received = tileattn.attention_received(q, k, bias=bias, mask=mask)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 48 * 2**20, f"peak {peak / 2**20:.0f} MiB"
+    ref = reference.attention_weights(q[:1, :2], k[:1, :2], rows=[0, 7], bias=bias, mask=mask)
+    np.testing.assert_allclose(w[:1, :2], ref, rtol=1e-5, atol=1e-6)
+    assert received.shape == (b, h, s)
+
+
+def test_weights_at_the_dtype_limits(rng):
+    """Finite biases of any size are ordinary scores, as in attention(): rows all at finfo.min have
+    uniform weights; a float64 bias beyond float32's range saturates on float32 inputs."""
+    q, k, v = qkv(rng, b=1, hq=2, sq=4, sk=6, d=8, dtype="float32")
+    for bias in (np.full((4, 6), np.finfo(np.float32).min, np.float32), np.full((4, 6), -1e300)):
+        bias[1, 2] = 0
+        bias[2, ::2] = -np.inf
+        w = tileattn.attention_weights(q, k, bias=bias)
+        expect = np.broadcast_to(np.full(6, 1 / 6), (1, 2, 4, 6)).copy()
+        expect[:, :, 1] = np.eye(6)[2]
+        expect[:, :, 2] = np.tile([0, 1 / 3], 3)
+        np.testing.assert_allclose(w, expect, rtol=1e-6, atol=1e-7)
+        out = tileattn.attention(q, k, v, bias=bias)
+        np.testing.assert_allclose(w @ v, out, rtol=1e-5, atol=1e-6)
+
+
 def test_weights_ranks_and_errors(rng):
     q, k, _ = qkv(rng, b=1, hq=1, sq=6, sk=9, d=4, rank=2)
     assert tileattn.attention_weights(q, k).shape == (6, 9)

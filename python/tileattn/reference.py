@@ -130,6 +130,25 @@ def _weighted_values(p: np.ndarray, v: np.ndarray, allowed: np.ndarray) -> np.nd
     return o
 
 
+def _rows_of(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Query rows `rows` of an array broadcastable to (B, H, Sq, Sk) (of rank 4, or of lower rank as a
+    trailing part of it), broadcastable to (B, H, len(rows), Sk): axes read with zero strides (broadcast
+    views) shrink to length 1 first, so that selecting rows copies only distinct values."""
+    x = x[(None,) * (4 - x.ndim)]
+    x = x[tuple(slice(0, 1) if st == 0 else slice(None) for st in x.strides)]
+    return x if x.shape[2] == 1 else x[:, :, rows]
+
+
+def _saturate(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """x as `dtype`, finite values beyond its range at its largest finite value rather than infinite:
+    only -inf masks, so a float64 bias of finfo.min on scores computed in float32 stays finite."""
+    x, dtype = np.asarray(x), np.dtype(dtype)
+    if x.dtype.kind == dtype.kind == "f" and x.dtype.itemsize > dtype.itemsize:
+        big = np.finfo(dtype).max
+        x = np.where(np.isinf(x), x, np.clip(x, -big, big))
+    return x.astype(dtype)
+
+
 def scores(
     qf: np.ndarray,
     kf: np.ndarray,
@@ -171,15 +190,17 @@ def scores(
         kv_lengths=kv_lengths,
         align=align,
     )
+    # The selected rows only, and a broadcast mask or bias is never expanded over batch and heads.
+    allowed = _rows_of(allowed, rows)
     if mask is not None:
-        allowed = allowed & np.broadcast_to(np.asarray(mask, dtype=bool), (b, hq, sq, sk))
-    allowed = np.broadcast_to(allowed, (b, hq, sq, sk))[:, :, rows]
+        allowed = allowed & _rows_of(np.asarray(mask, dtype=bool), rows)
+    allowed = np.broadcast_to(allowed, (b, hq, len(rows), sk))
     with np.errstate(all="ignore"):
         s = typ(scale) * (qf[:, :, rows] @ np.swapaxes(kf, -1, -2))
         if softcap:
             s = typ(softcap) * np.tanh(s / typ(softcap))
         if bias is not None:
-            s = s + np.broadcast_to(np.asarray(bias).astype(qf.dtype), (b, hq, sq, sk))[:, :, rows]
+            s = s + _saturate(_rows_of(np.asarray(bias), rows), qf.dtype)
         if alibi_slopes is not None:
             slopes = np.asarray(alibi_slopes).astype(qf.dtype)
             slopes = np.broadcast_to(
