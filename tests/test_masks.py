@@ -236,6 +236,34 @@ def test_bias_at_the_dtype_limits(rng, path, dtype, bias_dtype):
     assert np.isfinite(lse).all()
 
 
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+def test_huge_scores_and_values(rng, path, dtype):
+    """Scores far beyond a softmax's usual range (scale up to 1e30, 1e200 in float64) and values near the
+    dtype's largest (their weighted sums overflow the working precision) give the oracle's result,
+    never NaN, 0 with LSE -inf, or infinity: the kernels compute such rows again in double."""
+    q, k, v = qkv(rng, b=1, hq=2, hkv=1, sq=37, sk=150, d=16, dtype=dtype)
+    scales = [1e19, 1e200] if dtype == "float64" else [1e9, 1e12, 1e30]
+    for scale in scales:
+        for kw in (dict(), dict(causal=True), dict(window=(20, 3), q_lengths=[30])):
+            out, lse = check_against_oracle(q, k, v, path, scale=scale, **kw)
+            assert np.isfinite(out).all() and (np.isfinite(lse) | (lse == -np.inf)).all(), (
+                scale,
+                kw,
+            )
+    if dtype != "float16":  # float16 values cannot overflow the float32 sums
+        big = 1e306 if dtype == "float64" else 1e37
+        v = (big * (1 + 0.1 * rng.standard_normal(v.shape))).astype(v.dtype)
+        v[..., ::3, :] *= -1
+        tol = {"float64": 1e-12, "float32": 1e-5}.get(dtype, 2e-2)
+        for kw in (
+            dict(),
+            dict(causal=True),
+        ):  # compared in units of `big` (squares would overflow)
+            out = run(q, k, v, path, **kw).astype(np.float64) / big
+            ref = reference.attention(q, k, v, **kw) / big
+            np.testing.assert_allclose(out, ref, rtol=tol, atol=tol)
+
+
 def run_and_compare(q, k, v, path, **kw):
     out, lse = run(q, k, v, path, return_lse=True, **kw)
     np.testing.assert_allclose(out, reference.attention(q, k, v, **kw), rtol=1e-5, atol=1e-6)

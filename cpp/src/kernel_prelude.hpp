@@ -16,6 +16,7 @@
 
 #include "fp_env.hpp"
 #include "half.hpp"
+#include "kernels.hpp"
 #include "masking.hpp"
 #include "scratch.hpp"
 #include "static_switch.hpp"

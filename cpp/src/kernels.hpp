@@ -27,4 +27,9 @@ TILEATTN_DECLARE_ISA(avx512)
 // The plain scalar path: one query row at a time over its full row of scores.
 void reference_attention(const Params& p, int threads);
 
+// The same for row i of query head h of sequence b only (a row the sequence has), in double (long double
+// for float64): what the tiled kernels compute again for a row whose fast arithmetic broke down (scores
+// or sums beyond the working precision's range), so that it still gets the exact result.
+void reference_attention_row(const Params& p, int64_t b, int64_t h, int64_t i);
+
 }  // namespace tileattn::kernels

@@ -40,6 +40,7 @@
 
 #include "fp_env.hpp"
 #include "half.hpp"
+#include "kernels.hpp"
 #include "masking.hpp"
 #include "row_prefetch.hpp"
 #include "scratch.hpp"
@@ -761,7 +762,8 @@ class TiledForward {
   }
 
   // Whether the nk rows of V at vt (stride ldv) hold only finite values. Decides whether masked keys
-  // must be skipped one by one in P V (0 * inf is NaN), which only non-finite values require.
+  // must be skipped one by one in P V (0 * inf is NaN), which only non-finite values require; also
+  // checks a row's output sums (write_result).
   bool all_finite(const A* vt, int64_t ldv, int64_t nk) const {
     V acc = V::zero();
     for (int64_t j = 0; j < nk; ++j) {
@@ -1433,10 +1435,25 @@ class TiledForward {
     }
   }
 
-  // out[b, h, i] = o / l and lse[b, h, i] = (m + log2 l) * ln 2 (m + ln l when m is in nats); a row that saw no key (l == 0) gets +0 and
-  // -inf. Overwrites o when l == 0.
+  // out[b, h, i] = o / l and lse[b, h, i] = (m + log2 l) * ln 2 (m + ln l when m is in nats); a row that
+  // saw no key (l == 0) gets +0 and -inf. Overwrites o when l == 0.
+  // A row whose fast arithmetic may have broken down is computed again by the reference path (in double,
+  // long double for float64), which gives the exact result:
+  // - raw scores so large that the rounding of the row max m' = max(s) c no longer cancels: 2^(s c - m')
+  //   is off by 2^(rounding of m'), harmless (common to the row) while |m'| <= kExactMax (at most 2^-4),
+  //   but beyond the exponent range for |m'| above about 2^31 (2^60 in float64). Only raw scores: the
+  //   options' transformed scores are rounded one by one and their max is one of them (exact);
+  // - weighted sums of values near the dtype's largest value that overflow (o or l not finite, or l 0).
+  // Rows with an infinite or NaN value among the values they see take that path too, and get the same
+  // non-finite result. Every other row costs one test of its Dv sums.
   void write_result(int64_t b, int64_t h, int64_t i, A* o, A m, A l) const {
     constexpr double kLn2 = 0.6931471805599453;
+    constexpr A kExactMax = std::is_same_v<A, float> ? A(1 << 20) : A(int64_t{1} << 49);
+    if (std::isfinite(m) && ((!transform_ && std::fabs(m) > kExactMax) ||
+                             !(l > A(0) && l <= std::numeric_limits<A>::max() && all_finite(o, dvp_, 1)))) {
+      reference_attention_row(p_, b, h, i);
+      return;
+    }
     if (l == A(0)) std::fill(o, o + dvp_, A(0));  // 0 / 1 = +0
     write_row<A, T>(p_.out, geo_.out_at(b, h, i), p_.out_dim_stride, p_.head_dim_v, o, l == A(0) ? A(1) : l);
     if (p_.lse != nullptr) {
