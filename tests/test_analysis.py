@@ -46,6 +46,21 @@ def test_merge_empty_partials(rng):
     assert (out == 0).all() and np.isneginf(lse).all()
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_merge_nan_lse_is_not_hidden(rng, bad):
+    """A NaN or +inf LSE (a partial whose scores held NaN or +inf) makes the merged rows NaN, as in the
+    oracle, never 0."""
+    q, k, v = qkv(rng, b=1, hq=2, sq=5, sk=8, d=4, dtype="float32")
+    o, l = tileattn.attention(q, k, v, return_lse=True)
+    l_bad = l.copy()
+    l_bad[0, 1, 2] = bad
+    out, lse = tileattn.merge_attention([o, 2 * o], [l_bad, l])
+    ref, ref_lse = reference.merge_attention([o, 2 * o], [l_bad, l])
+    assert np.isnan(out[0, 1, 2]).all() and np.isnan(ref[0, 1, 2]).all()
+    np.testing.assert_allclose(out, ref, rtol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(lse, ref_lse, rtol=1e-6, equal_nan=True)
+
+
 def test_merge_ranks(rng):
     q, k, v = qkv(rng, b=1, hq=1, sq=6, sk=10, d=4, dtype="float64", rank=2)
     parts = [tileattn.attention(q, k[a:b], v[a:b], return_lse=True) for a, b in [(0, 4), (4, 10)]]
@@ -173,6 +188,7 @@ def test_weights_at_the_dtype_limits(rng):
 def test_weights_ranks_and_errors(rng):
     q, k, _ = qkv(rng, b=1, hq=1, sq=6, sk=9, d=4, rank=2)
     assert tileattn.attention_weights(q, k).shape == (6, 9)
+    assert tileattn.attention_weights(q, k, rows=[]).shape == (0, 9)
     assert tileattn.attention_received(q, k).shape == (9,)
     with pytest.raises(ValueError, match=r"rows must lie in \[-6, 6\)"):
         tileattn.attention_weights(q, k, rows=[6])

@@ -104,6 +104,33 @@ def test_sdpa_errors(rng):
         compat.scaled_dot_product_attention(q, k, v)
     with pytest.raises(NotImplementedError, match="dropout_p"):
         compat.scaled_dot_product_attention(q, k, v, dropout_p=0.1, enable_gqa=True)
+    q, k, v = arrays(rng, (2, 2, 5, 8), (2, 2, 7, 8), (2, 2, 7, 8))
+    with pytest.raises(TypeError, match="attn_mask must be a boolean or float array"):
+        compat.scaled_dot_product_attention(q, k, v, attn_mask=np.ones((5, 7), np.int32))
+    with pytest.raises(ValueError, match=r"attn_mask of shape \(5, 6\) does not broadcast"):
+        compat.scaled_dot_product_attention(q, k, v, attn_mask=np.ones((5, 6), bool))
+    with pytest.raises(ValueError, match="leading dims of query, key and value must broadcast"):
+        compat.scaled_dot_product_attention(q, k[:1].repeat(3, 0), v[:1].repeat(3, 0))
+
+
+def test_sdpa_broadcasts_batch_dims(rng):
+    """Leading dims of key and value broadcast against the query's, as in torch (key/value shared by
+    a batch)."""
+    q, k, v = arrays(rng, (3, 2, 4, 5, 8), (1, 2, 4, 7, 8), (3, 1, 4, 7, 8), dtype=np.float64)
+    out = compat.scaled_dot_product_attention(q, k, v, is_causal=True)
+    kb, vb = np.broadcast_to(k, (3, 2, 4, 7, 8)), np.broadcast_to(v, (3, 2, 4, 7, 8))
+    np.testing.assert_array_equal(
+        out, compat.scaled_dot_product_attention(q, kb.copy(), vb.copy(), is_causal=True)
+    )
+    assert out.shape == (3, 2, 4, 5, 8)
+    try:
+        import torch
+    except ImportError:
+        return
+    theirs = torch.nn.functional.scaled_dot_product_attention(
+        *(torch.from_numpy(x) for x in (q, k, v)), is_causal=True
+    ).numpy()
+    np.testing.assert_allclose(out, theirs, rtol=1e-12, atol=1e-13)
 
 
 # --- flash_attn_func / flash_attn_varlen_func (flash-attn needs a GPU: checked against the oracle) ------

@@ -181,11 +181,11 @@ def test_causal_value(arrays, causal):
         tileattn.attention(*arrays, causal=causal)
 
 
-@pytest.mark.parametrize("n", [0, -1])
+@pytest.mark.parametrize("n", [0, -1, 4097, 2**40])
 def test_bad_thread_counts(arrays, n):
-    with pytest.raises(ValueError, match="num_threads must be >= 1"):
+    with pytest.raises(ValueError, match=r"num_threads must be in \[1, 4096\]"):
         tileattn.attention(*arrays, num_threads=n)
-    with pytest.raises(ValueError, match="n must be >= 1"):
+    with pytest.raises(ValueError, match=r"n must be in \[1, 4096\]"):
         tileattn.set_num_threads(n)
 
 

@@ -96,8 +96,8 @@ def merge_attention(outs: Any, lses: Any, *, layout: str = "bhsd") -> tuple[np.n
         for wi, o in zip(w, outs):
             term = wi[..., None] * to_bhsd(o, layout).astype(work)
             acc += np.where(
-                wi[..., None] > 0, term, work(0)
-            )  # an empty partial adds nothing, not 0 * NaN
+                wi[..., None] == 0, work(0), term
+            )  # an empty partial adds nothing, not 0 * NaN; a NaN weight (NaN LSE) gives NaN
     dtype = _native(first.dtype)
     out = np.empty(from_bhsd_shape(acc.shape, layout, rank), dtype)
     to_bhsd(out, layout)[...] = acc
@@ -142,6 +142,8 @@ def _probabilities(
         rows = np.arange(sq)
     else:
         rows = as_array(rows, "rows")
+        if rows.size == 0 and rows.ndim == 1:
+            rows = rows.astype(np.int64)  # rows=[] (NumPy makes an empty list float64)
         if rows.dtype.kind not in "iu" or rows.dtype == np.bool_:
             raise TypeError(
                 f"rows must be an integer array of query positions, got dtype {rows.dtype}"

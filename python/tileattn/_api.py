@@ -200,6 +200,10 @@ def check_lengths(x: Any, name: str, batch: int, limit: int) -> np.ndarray | Non
     return a
 
 
+# The most threads a call may ask for (as TILEATTN_NUM_THREADS): each is an OS thread of the pool.
+MAX_THREADS = 4096
+
+
 def check_num_threads(num_threads: Any) -> int:
     """0 (the process default) for None, else a positive int."""
     if num_threads is None:
@@ -212,8 +216,8 @@ def check_num_threads(num_threads: Any) -> int:
         raise TypeError(
             f"num_threads must be a positive int or None, got {type(num_threads).__name__}"
         ) from None
-    if n < 1:
-        raise ValueError(f"num_threads must be >= 1, got {n}")
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"num_threads must be in [1, {MAX_THREADS}], got {n}")
     return n
 
 
@@ -956,12 +960,12 @@ def varlen_impl(
 
 
 def set_num_threads(n: int) -> None:
-    """Set the default number of threads of later calls (n >= 1)."""
+    """Set the default number of threads of later calls (1 <= n <= 4096)."""
     if isinstance(n, (bool, np.bool_)):
         raise TypeError("n must be a positive int, got a bool")
     n = operator.index(n)
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"n must be in [1, {MAX_THREADS}], got {n}")
     _core.set_num_threads(n)
 
 

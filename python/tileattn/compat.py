@@ -73,14 +73,17 @@ def scaled_dot_product_attention(
         raise ValueError(
             f"query, key and value must have the same rank >= 2; got {q.shape}, {k.shape}, {v.shape}"
         )
-    out_shape = (*q.shape[:-1], v.shape[-1])
-    if q.ndim == 2:  # (L, E): one head
+    one_head = q.ndim == 2
+    if one_head:  # (L, E): one head
         q, k, v = q[None], k[None], v[None]
-    lead = q.shape[:-3]
-    if k.shape[:-3] != lead or v.shape[:-3] != lead:
+    try:  # the batch dims broadcast against each other, as in torch (read with zero strides)
+        lead = np.broadcast_shapes(q.shape[:-3], k.shape[:-3], v.shape[:-3])
+    except ValueError:
         raise ValueError(
-            f"query, key and value must share their leading dims {lead}; got {k.shape}, {v.shape}"
-        )
+            f"the leading dims of query, key and value must broadcast; got {q.shape}, {k.shape}, "
+            f"{v.shape}"
+        ) from None
+    out_shape = (*lead, *q.shape[-3:-1], v.shape[-1])[1 if one_head else 0 :]
     hq, hkv = q.shape[-3], k.shape[-3]
     if hq != hkv and not enable_gqa:
         raise ValueError(
@@ -88,12 +91,22 @@ def scaled_dot_product_attention(
         )
     n = math.prod(lead)
     sq, sk = q.shape[-2], k.shape[-2]
-    q4, k4, v4 = (x.reshape((n, *x.shape[-3:])) for x in (q, k, v))
+    q4, k4, v4 = (
+        np.broadcast_to(x, (*lead, *x.shape[-3:])).reshape((n, *x.shape[-3:])) for x in (q, k, v)
+    )
     mask = bias = None
     if attn_mask is not None:
         m = as_array(attn_mask, "attn_mask")
-        full = np.broadcast_to(m, (*lead, hq, sq, sk)) if m.ndim else m
-        m4 = full.reshape((n, hq, sq, sk)) if full.ndim else full
+        if m.dtype != np.bool_ and m.dtype.kind != "f" and m.dtype.name != "bfloat16":
+            raise TypeError(f"attn_mask must be a boolean or float array, got dtype {m.dtype}")
+        target = (*lead, hq, sq, sk)
+        try:
+            full = np.broadcast_to(m, target)
+        except ValueError:
+            raise ValueError(
+                f"attn_mask of shape {m.shape} does not broadcast to (N, ..., Hq, L, S) = {target}"
+            ) from None
+        m4 = full.reshape((n, hq, sq, sk))
         if m.dtype == np.bool_:
             mask = m4
         else:
