@@ -42,7 +42,7 @@ def merge_attention(outs: Any, lses: Any, *, layout: str = "bhsd") -> tuple[np.n
     for ``"bhsd"``, ``(B, S, H, Dv)`` for ``"bshd"``, or rank 3 / 2), LSEs ``(B, H, S)`` (leading dims
     following the rank). With ``L = log(sum_i exp(lse_i))`` the result is ``sum_i exp(lse_i - L) outs[i]``
     and ``L``. Partials with LSE -inf (they saw no key) weigh nothing, whatever their output holds; if
-    every partial is empty the result is 0 with LSE -inf. Computed in float32 (float64 for float64
+    every partial is empty the result is 0 with LSE -inf. A NaN or +inf LSE makes the row NaN. Computed in float32 (float64 for float64
     outputs); returns ``(out, lse)`` with out in the outputs' dtype.
     """
     layout = check_layout(layout)
