@@ -264,6 +264,24 @@ def test_huge_scores_and_values(rng, path, dtype):
             np.testing.assert_allclose(out, ref, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+def test_huge_alibi_slopes(rng, path, dtype):
+    """ALiBi slopes beyond the working precision's range (finite as float64, as the argument check
+    requires; 1e39 is infinite in float32) give the oracle's result: such calls run in double, where the
+    tiled kernels would meet inf * 0 on the diagonal (NaN)."""
+    q, k, v = qkv(rng, b=2, hq=2, hkv=1, sq=9, sk=12, d=8, dtype=dtype)
+    big = 1e306 if dtype == "float64" else 1e39
+    slopes = np.array([[big, 0.5], [-big, 1e-3]])
+    for kw in (dict(), dict(causal=True), dict(window=(3, 2))):
+        out, lse = run(q, k, v, path, alibi_slopes=slopes, return_lse=True, **kw)
+        ref, ref_lse = reference.attention_in(
+            np.longdouble, q, k, v, alibi_slopes=slopes, return_lse=True, **kw
+        )
+        tol = {"float64": 1e-12, "float32": 1e-5}.get(dtype, 2e-2)
+        np.testing.assert_allclose(out.astype(np.float64), ref, rtol=tol, atol=tol)
+        assert not np.isnan(lse).any()
+
+
 def run_and_compare(q, k, v, path, **kw):
     out, lse = run(q, k, v, path, return_lse=True, **kw)
     np.testing.assert_allclose(out, reference.attention(q, k, v, **kw), rtol=1e-5, atol=1e-6)

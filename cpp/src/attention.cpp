@@ -1,6 +1,7 @@
 // The entry point: checks the params struct, then dispatches dtype x kernel path x instruction set.
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -125,13 +126,31 @@ int threads_for(const Params& p) { return p.num_threads > 0 ? p.num_threads : ge
 
 Isa isa_for(const Params& p) { return p.isa == Isa::kAuto ? detail::selected_isa() : p.isa; }
 
+// Whether some ALiBi slope times a distance could overflow the tiled kernels' working precision (float32
+// for all but float64 inputs; slopes are only checked finite as float64): such calls run on the reference
+// path, in double (long double for float64), which gives the exact result where the tiled kernels would
+// give NaN (an infinite slope times the diagonal's distance 0). Never in ordinary use (slopes are < 1).
+bool alibi_beyond_range(const Params& p) {
+  if (p.alibi_slopes == nullptr) return false;
+  const double largest = p.dtype == DType::kFloat64 ? std::numeric_limits<double>::max()
+                                                    : static_cast<double>(std::numeric_limits<float>::max());
+  const double limit = largest / (4.0 * (static_cast<double>(p.seq_q) + static_cast<double>(p.seq_k) + 1.0));
+  const int64_t batches = p.alibi_batch_stride != 0 ? p.batch : 1;
+  for (int64_t b = 0; b < batches; ++b) {
+    for (int64_t h = 0; h < p.heads_q; ++h) {
+      if (std::fabs(p.alibi_slopes[b * p.alibi_batch_stride + h * p.alibi_head_stride]) > limit) return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 void attention(const Params& p) {
   detail::validate(p);
   if (p.batch == 0 || p.heads_q == 0 || p.seq_q == 0) return;
   const int threads = threads_for(p);
-  if (p.path == KernelPath::kReference) {
+  if (p.path == KernelPath::kReference || alibi_beyond_range(p)) {
     kernels::reference_attention(p, threads);
     return;
   }
