@@ -113,6 +113,20 @@ def test_sdpa_errors(rng):
         compat.scaled_dot_product_attention(q, k[:1].repeat(3, 0), v[:1].repeat(3, 0))
 
 
+def test_wrapper_errors_name_the_wrappers_arguments(rng):
+    q = np.zeros((1, 3, 2, 4), np.float32)
+    with pytest.raises(TypeError, match=r"^softmax_scale must be"):
+        compat.flash_attn_func(q, q, q, softmax_scale="x")
+    with pytest.raises(ValueError, match=r"^window_size must be a pair"):
+        compat.flash_attn_func(q, q, q, window_size=(1, 2, 3))
+    with pytest.raises(TypeError, match=r"^query_seq_lengths must be an integer array"):
+        compat.dot_product_attention(q, q, q, query_seq_lengths=np.array([1.5]))
+    with pytest.raises(ValueError, match=r"^local_window_size\[0\] \(left\) must be >= 0"):
+        compat.dot_product_attention(q, q, q, local_window_size=(-3, 1))
+    with pytest.raises(TypeError, match=r"^query"):
+        compat.scaled_dot_product_attention(q.astype(np.int32), q, q)
+
+
 def test_sdpa_broadcasts_batch_dims(rng):
     """Leading dims of key and value broadcast against the query's, as in torch (key/value shared by
     a batch)."""

@@ -26,8 +26,10 @@ Each wrapper follows its library, except for rows whose every key is masked: the
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any
+import re
+from typing import Any, Callable
 
 import numpy as np
 
@@ -49,6 +51,28 @@ def _no_dropout(dropout_p: Any) -> None:
         )
 
 
+def _named(**names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Errors of tileattn's argument checks inside a wrapper name the wrapper's own arguments
+    (``softmax_scale``, not ``scale``): whole words of the message are renamed as in `names`."""
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\b")
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except (TypeError, ValueError) as e:
+                message = pattern.sub(lambda m: names[m.group(1)], str(e))
+                if type(e) not in (TypeError, ValueError) or message == str(e):
+                    raise
+                raise type(e)(message) from e
+
+        return call
+
+    return wrap
+
+
+@_named(q="query", k="key", v="value", mask="attn_mask", bias="attn_mask")
 def scaled_dot_product_attention(
     query: Any,
     key: Any,
@@ -140,6 +164,7 @@ def _probs_bshd(q, k, *, causal, scale, window, softcap, alibi_slopes):
     )
 
 
+@_named(scale="softmax_scale", window="window_size")
 def flash_attn_func(
     q: Any,
     k: Any,
@@ -191,6 +216,7 @@ def flash_attn_func(
     return out, lse, probs
 
 
+@_named(scale="softmax_scale", window="window_size")
 def flash_attn_varlen_func(
     q: Any,
     k: Any,
@@ -263,6 +289,14 @@ def flash_attn_varlen_func(
     return out, lse, probs
 
 
+@_named(
+    q="query",
+    k="key",
+    v="value",
+    q_lengths="query_seq_lengths",
+    kv_lengths="key_value_seq_lengths",
+    window="local_window_size",
+)
 def dot_product_attention(
     query: Any,
     key: Any,
