@@ -282,6 +282,54 @@ def test_huge_alibi_slopes(rng, path, dtype):
         assert not np.isnan(lse).any()
 
 
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+def test_scores_at_the_dtype_limits(rng, path, dtype):
+    """Finite scores whose product with log2(e) would overflow (|score| within a factor 1.44 of the
+    largest value), plain or under element-wise options, and rows of such scores all hugely negative
+    (they would read as masked), give the oracle's result, never NaN or an empty row; a softcap near the
+    largest value (|scale| / softcap below the normal range) too."""
+    big = 1.3e308 if dtype == "float64" else 2.5e38
+    q = np.array([1.0, 0.5]).reshape(1, 1, 1, 2)
+    k = np.array([[1, 0.5], [0.5, 0.5], [-1, 0]]).reshape(1, 1, 3, 2)
+    v = np.arange(1.0, 7.0).reshape(1, 1, 3, 2)
+    cases = [
+        (q, k, dict(scale=big)),
+        (q, k, dict(scale=big, mask=np.ones((1, 3), bool))),
+        (q, k, dict(scale=big, alibi_slopes=[0.0])),
+        (-q, k, dict(scale=big)),  # every score hugely negative
+        (q, np.abs(k) + 1, dict(scale=-big)),
+    ]
+    tol = {"float64": 1e-12, "float32": 1e-5}.get(dtype, 2e-2)
+    dt = dtype_of(dtype)
+    for qq, kk, kw in cases:
+        qq, kk, vv = (np.asarray(x).astype(dt) for x in (qq, kk, v))
+        out, lse = run(qq, kk, vv, path, return_lse=True, **kw)
+        ref = reference.attention_in(np.longdouble, qq, kk, vv, **kw)
+        np.testing.assert_allclose(
+            out.astype(np.float64), ref.astype(np.float64), rtol=tol, atol=tol
+        )
+        assert not np.isnan(lse).any() and not np.isneginf(lse).any(), kw
+    if dtype != "float64":
+        q, k, v = qkv(rng, b=1, hq=2, hkv=1, sq=20, sk=40, d=8, dtype=dtype)
+        for softcap in (1e37, 3e38):
+            check_against_oracle(q, k, v, path, softcap=softcap, scale=3.0)
+
+
+def test_float64_bias_saturates_on_every_path(rng, path):
+    """A float64 bias beyond float32's range on float32 inputs saturates at float32's largest value on
+    every path, including rows that the tiled kernels compute again in double (values near float32's
+    largest, whose sums overflow): the same uniform weights as the oracle, which clamps likewise."""
+    q = np.zeros((1, 1, 2, 4), np.float32)
+    k = np.zeros((1, 1, 3, 4), np.float32)
+    bias = np.array([[-1e39, -1e300, -1e300]] * 2)
+    for values in ([[1, 0], [0, 1], [5, 5]], [[1, 0], [3e38, 3e38], [3e38, 3e38]]):
+        v = np.array(values, np.float32).reshape(1, 1, 3, 2)
+        out = run(q, k, v, path, bias=bias)
+        ref = reference.attention(q, k, v, bias=bias)
+        np.testing.assert_allclose(out, ref, rtol=1e-6)
+        np.testing.assert_allclose(out[0, 0, 0], v[0, 0].astype(np.float64).mean(0), rtol=1e-6)
+
+
 def run_and_compare(q, k, v, path, **kw):
     out, lse = run(q, k, v, path, return_lse=True, **kw)
     np.testing.assert_allclose(out, reference.attention(q, k, v, **kw), rtol=1e-5, atol=1e-6)

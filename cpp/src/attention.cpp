@@ -144,13 +144,22 @@ bool alibi_beyond_range(const Params& p) {
   return false;
 }
 
+// Whether |scale| / softcap, the tiled kernels' multiplier inside the tanh, would fall below the normal
+// range of their working precision (flushed to 0 there: a softcap near the dtype's largest value). Such
+// calls run on the reference path too.
+bool softcap_beyond_range(const Params& p) {
+  if (!(p.softcap > 0) || p.scale == 0) return false;
+  const double smallest = p.dtype == DType::kFloat64 ? 0x1p-1000 : 0x1p-100;
+  return std::fabs(p.scale) / p.softcap < smallest;
+}
+
 }  // namespace
 
 void attention(const Params& p) {
   detail::validate(p);
   if (p.batch == 0 || p.heads_q == 0 || p.seq_q == 0) return;
   const int threads = threads_for(p);
-  if (p.path == KernelPath::kReference || alibi_beyond_range(p)) {
+  if (p.path == KernelPath::kReference || alibi_beyond_range(p) || softcap_beyond_range(p)) {
     kernels::reference_attention(p, threads);
     return;
   }

@@ -239,9 +239,9 @@ inline double bias_elem(const Params& p, int64_t at) {
 // x as L, a finite x beyond L's range saturating at L's largest finite value instead of becoming infinite:
 // only -inf masks a key, so a float64 bias of finfo.min on float32 inputs, and the LSE of a row of such
 // scores, stay finite.
-template <class L>
-inline L saturate(double x) {
-  constexpr double kBig = std::numeric_limits<L>::max();
+template <class L, class X>
+inline L saturate(X x) {
+  constexpr X kBig = static_cast<X>(std::numeric_limits<L>::max());
   return static_cast<L>(std::isinf(x) ? x : std::clamp(x, -kBig, kBig));
 }
 

@@ -50,7 +50,9 @@ void reference_row(const Params& p, const detail::Geometry& geo, int64_t b, int6
     }
     A z = static_cast<A>(p.scale) * dot;
     if (p.softcap > 0) z = static_cast<A>(p.softcap) * std::tanh(z / static_cast<A>(p.softcap));
-    if (p.bias != nullptr) z += static_cast<A>(detail::bias_at(p, b, h, i, j));
+    // A float64 bias on inputs the tiled kernels compute in float32 saturates at float32's range there,
+    // and so here.
+    if (p.bias != nullptr) z += static_cast<A>(detail::saturate<L>(detail::bias_at(p, b, h, i, j)));
     if (p.alibi_slopes != nullptr) {
       z -= static_cast<A>(detail::alibi_slope(p, b, h)) * static_cast<A>(std::llabs(geo.diag(b, i) - j));
     }
@@ -83,7 +85,7 @@ void reference_row(const Params& p, const detail::Geometry& geo, int64_t b, int6
   }
   if (p.lse != nullptr) {
     const A lse = l == A(0) ? neg_inf : m + std::log(l);
-    detail::store_elem<L>(p.lse, geo.lse_at(b, h, i), detail::saturate<L>(static_cast<double>(lse)));
+    detail::store_elem<L>(p.lse, geo.lse_at(b, h, i), detail::saturate<L>(lse));
   }
 }
 

@@ -16,8 +16,8 @@
 //          S = Q K^T                                   (MR x NQ*W scores in registers, then a small buffer)
 //          per row: mask keys the row may not see by selection (never by adding -inf, so a NaN stored
 //          in an invisible key cannot reach the row); m' = max(m, rowmax S c); alpha = 2^(m - m');
-//          P = 2^(S c - m') with c = scale * log2(e) (one fma; with a bias the scores and m are in nats,
-//          and P = 2^((S - m') log2(e))); l = alpha * l + rowsum P
+//          P = 2^(S c - m') with c = scale * log2(e) (one fma; after the element-wise options the scores
+//          and m are in nats, and P = 2^((S - m') log2(e))); l = alpha * l + rowsum P
 //          O = alpha * O + P V                         (MR x NP*W outputs in registers per Dv chunk; the
 //                                                       tile's P V is summed from zero, then merged)
 //   3. out = O / l and lse = (m + log2 l) * ln 2 per row; a row that saw no key (l == 0) gets +0 and -inf.
@@ -292,14 +292,13 @@ inline Vec<A> tanh_vec(Vec<A> x) {
 enum : int { kXfBias = 1, kXfAlibi = 2, kXfMask = 4, kXfSoftcap = 8, kXfAll = 15 };
 
 // The element-wise options on the rows of a register block against one KV tile: from the raw score s of
-// row r, key j to t = (softcap * tanh(|scale| s / softcap) + bias - slope * |diag - j|) * u, computed as
-// fma(tanh(...), softcap u, bias u - slope u |diag - j|) (or fma(s, |scale| u, ...) without a softcap),
-// -inf where the mask is false (selected, so a NaN there never survives). The unit u is log2(e) (base-2
-// units, as the plain kernel's scores times c), except with a bias, where u = 1: the scores stay in
-// natural-log units (see TiledForward::nats_), since a finite bias as large as the dtype's range (e.g.
-// finfo.min, a common mask value) times log2(e) would overflow to -inf and turn a row of very negative
-// finite scores into a masked one. Applied to W keys at a time in the Q K^T epilogue (blocks that see
-// whole tiles) or in a second pass (the others), with the same arithmetic.
+// row r, key j to t = softcap * tanh(|scale| s / softcap) + bias - slope * |diag - j|, computed as
+// fma(tanh(...), softcap, bias - slope |diag - j|) (or fma(s, |scale|, ...) without a softcap), -inf where
+// the mask is false (selected, so a NaN there never survives). t is in natural-log units, as the score
+// itself (TiledForward::nats_): in base-2 units (times log2(e)) a finite score or bias beyond the dtype's
+// largest value / log2(e), e.g. a bias of finfo.min (a common mask value), would overflow to -inf and turn
+// a row of very negative finite scores into a masked one. Applied to W keys at a time in the Q K^T
+// epilogue (blocks that see whole tiles) or in a second pass (the others), with the same arithmetic.
 template <class A, int MR>
 struct ScoreTransform {
   using V = Vec<A>;
@@ -307,11 +306,11 @@ struct ScoreTransform {
   bool mask_contiguous = false;
   bool prefetch_bias = false;  // the rows' biases differ (else one row, always in cache, serves all)
   int64_t mask_stride = 0;
-  V mult, cap_u;  // |scale| u (or |scale| / softcap), softcap u
+  V mult, cap;  // |scale| (or |scale| / softcap), softcap
   const A* bias[MR];            // the row's bias of the tile's key 0, as A (the caller's or converted)
   const A* bias_next[MR];       // what to prefetch into L1 for the row: the next block's row, this tile
   const uint8_t* mask_row[MR];  // the row's mask byte of the tile's key 0
-  V neg_slope[MR];              // -slope * u
+  V neg_slope[MR];              // -slope
   V diag[MR];                   // lane l: the row's diagonal key relative to the tile, minus l
   A* gather;                    // W values of scratch
   uint8_t* keep;                // W bytes of scratch
@@ -334,7 +333,7 @@ struct ScoreTransform {
   // (nothing is read for the others).
   template <int F, bool kInside>
   V apply(int r, int64_t j, V x, int64_t ar, int64_t er) const {
-    V extra = V::zero();  // (bias - slope * |diag - key|) * u (u = 1 with a bias)
+    V extra = V::zero();  // bias - slope * |diag - key|
     if constexpr ((F & kXfBias) != 0) {
       if constexpr (kInside) {
         extra = V::load(bias[r] + j);
@@ -348,7 +347,7 @@ struct ScoreTransform {
     }
     V t;
     if constexpr ((F & kXfSoftcap) != 0) {
-      t = fmadd(tanh_vec<A>(mul(x, mult)), cap_u, extra);
+      t = fmadd(tanh_vec<A>(mul(x, mult)), cap, extra);
     } else if constexpr ((F & (kXfBias | kXfAlibi)) != 0) {
       t = fmadd(x, mult, extra);
     } else {
@@ -508,7 +507,7 @@ class TiledForward {
     const uint8_t* mask;  // the row's mask bytes, or null
     int64_t bias;         // element offset of the row's bias
     int64_t diag;         // the key on the row's diagonal
-    A neg_slope;          // -slope * u of the row's head (ALiBi; u as in ScoreTransform), or 0
+    A neg_slope;          // -slope of the row's head (ALiBi), or 0
   };
 
   struct Workspace {
@@ -746,7 +745,7 @@ class TiledForward {
     }
     o.bias = b * p_.bias_batch_stride + h * p_.bias_head_stride + i * p_.bias_seq_stride;
     o.diag = geo_.diag(b, i);
-    o.neg_slope = p_.alibi_slopes != nullptr ? static_cast<A>(-detail::alibi_slope(p_, b, h) * (nats_ ? 1.0 : kLog2e)) : A(0);
+    o.neg_slope = p_.alibi_slopes != nullptr ? static_cast<A>(-detail::alibi_slope(p_, b, h)) : A(0);
     return o;
   }
 
@@ -1085,9 +1084,8 @@ class TiledForward {
     x.mask_contiguous = p_.mask_key_stride == 1;
     x.prefetch_bias = bias_native_ && p_.bias_seq_stride != 0;
     x.mask_stride = p_.mask_key_stride;
-    const double u = kBias ? 1.0 : kLog2e;  // the scores' unit (kBias: nats_)
-    x.mult = V::set1(p_.softcap > 0 ? static_cast<A>(std::fabs(p_.scale) / p_.softcap) : kBias ? scale_abs_ : c_);
-    if constexpr ((F & kXfSoftcap) != 0) x.cap_u = V::set1(static_cast<A>(p_.softcap * u));
+    x.mult = V::set1(p_.softcap > 0 ? static_cast<A>(std::fabs(p_.scale) / p_.softcap) : scale_abs_);
+    if constexpr ((F & kXfSoftcap) != 0) x.cap = V::set1(static_cast<A>(p_.softcap));
     x.gather = ws.bias, x.keep = ws.keep;
     const bool prefetch_rows = (kMask && p_.mask_key_stride == 1) || (kBias && p_.bias_key_stride == 1 && !bias_native_);
     for (int r = 0; r < MR; ++r) {
@@ -1270,7 +1268,7 @@ class TiledForward {
     for (int x = 0; x < rows; ++x) pv_chains(p[x], dead[x], o[x], alpha[x], a[x], e[x], detail::kPvChain, vt, ldv);
   }
 
-  // A difference of two row maxima in base-2 units (they are in natural-log units with a bias: nats_).
+  // A difference of two row maxima in base-2 units (they are in natural-log units after the transform).
   A to_base2(A d) const { return nats_ ? d * static_cast<A>(kLog2e) : d; }
 
   // The exponent of p = 2^(...) of scores s against the row's max m' (neg_m = -m'): s c - m' in one fma
@@ -1311,7 +1309,7 @@ class TiledForward {
   // alpha = 2^(m - m') by which the row's output accumulators must be rescaled. live[r] is false when the
   // row sees nothing here or every visible score is -inf (the row adds nothing); a NaN score makes the row
   // NaN. Scores times c are in base-2 units: c = |scale| log2(e) on raw scores (q carries the scale's sign),
-  // 1 after the transform; with a bias (kNats) they are in nats, and the exponent is (s - m') log2(e).
+  // 1 after the transform, which leaves them in nats (kNats): the exponent is then (s - m') log2(e).
   // vmax, when given, holds the rows' lane-wise maxima of S (full blocks, from the Q K^T epilogue). The
   // rows advance in lockstep, so that their dependency chains overlap; every row goes through the same
   // operations in the same order whatever its neighbours.
@@ -1441,16 +1439,20 @@ class TiledForward {
   // long double for float64), which gives the exact result:
   // - raw scores so large that the rounding of the row max m' = max(s) c no longer cancels: 2^(s c - m')
   //   is off by 2^(rounding of m'), harmless (common to the row) while |m'| <= kExactMax (at most 2^-4),
-  //   but beyond the exponent range for |m'| above about 2^31 (2^60 in float64). Only raw scores: the
-  //   options' transformed scores are rounded one by one and their max is one of them (exact);
+  //   but beyond the exponent range for |m'| above about 2^31 (2^60 in float64); or finite raw scores
+  //   whose product with c overflows (m' infinite; -inf also for a row that sees no key, which the
+  //   reference path finishes at once). Only raw scores: the options' transformed scores are in nats,
+  //   their max m' is one of them and s - m' is exact;
   // - weighted sums of values near the dtype's largest value that overflow (o or l not finite, or l 0).
-  // Rows with an infinite or NaN value among the values they see take that path too, and get the same
-  // non-finite result. Every other row costs one test of its Dv sums.
+  // Rows with an infinite or NaN value among the scores or values they see take that path too, and get
+  // the same non-finite result. Every other row costs one test of its Dv sums.
   void write_result(int64_t b, int64_t h, int64_t i, A* o, A m, A l) const {
     constexpr double kLn2 = 0.6931471805599453;
     constexpr A kExactMax = std::is_same_v<A, float> ? A(1 << 20) : A(int64_t{1} << 49);
-    if (std::isfinite(m) && ((!transform_ && std::fabs(m) > kExactMax) ||
-                             !(l > A(0) && l <= std::numeric_limits<A>::max() && all_finite(o, dvp_, 1)))) {
+    const bool huge = !transform_ && !(std::fabs(m) <= kExactMax);  // also +-inf
+    const bool sums = m > -std::numeric_limits<A>::infinity() &&
+                      !(l > A(0) && l <= std::numeric_limits<A>::max() && all_finite(o, dvp_, 1));
+    if (!std::isnan(m) && (huge || sums)) {
       reference_attention_row(p_, b, h, i);
       return;
     }
@@ -1489,11 +1491,12 @@ class TiledForward {
   // What the softmax multiplies the stored scores by: 1 after the transform, which leaves them in base-2
   // units, c_ for raw scores. (Raw scores under a mask would save the transform's multiply, but a masked
   // -inf times c_ = 0, scale=0, is NaN.)
-  // With a bias, transformed scores and the row maxima are in natural-log units (ScoreTransform): the
-  // softmax then takes (s - m') log2(e), two operations where base-2 scores take one fma, s c - m'. The
-  // rounding of m' times log2(e) would not cancel at such magnitudes (|m'| up to the dtype's largest value,
-  // its rounding error far beyond the exponent range), a difference of scores near the max is exact.
-  bool nats_ = p_.bias != nullptr;
+  // After the element-wise options the scores and the row maxima are in natural-log units
+  // (ScoreTransform): the softmax then takes (s - m') log2(e), two operations where base-2 scores take one
+  // fma, s c - m'. The rounding of m' times log2(e) would not cancel at such magnitudes (|m'| up to the
+  // dtype's largest value, its rounding error far beyond the exponent range); a difference of scores near
+  // the max is exact.
+  bool nats_ = transform_;
   A xf_c_ = transform_ ? A(1) : c_;
 };
 

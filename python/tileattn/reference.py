@@ -139,14 +139,27 @@ def _rows_of(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return x if x.shape[2] == 1 else x[:, :, rows]
 
 
-def _saturate(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """x as `dtype`, finite values beyond its range at its largest finite value rather than infinite:
-    only -inf masks, so a float64 bias of finfo.min on scores computed in float32 stays finite."""
+def _clamp(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """x with its finite values beyond `dtype`'s range at that range's largest value (x's own dtype)."""
     x, dtype = np.asarray(x), np.dtype(dtype)
     if x.dtype.kind == dtype.kind == "f" and x.dtype.itemsize > dtype.itemsize:
         big = np.finfo(dtype).max
         x = np.where(np.isinf(x), x, np.clip(x, -big, big))
-    return x.astype(dtype)
+    return x
+
+
+def _saturate(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """x as `dtype`, finite values beyond its range at its largest finite value rather than infinite:
+    only -inf masks, so a float64 bias of finfo.min on scores computed in float32 stays finite."""
+    return _clamp(x, dtype).astype(dtype)
+
+
+def _bias_in_range(options: dict[str, Any], dtype: np.dtype) -> dict[str, Any]:
+    """The options with the bias clamped to float32's range for inputs that tileattn computes in float32
+    (all but float64): a float64 bias beyond it saturates there (documented), and so in the oracle."""
+    if options.get("bias") is not None and np.dtype(dtype) != np.float64:
+        options = dict(options, bias=_clamp(options["bias"], np.float32))
+    return options
 
 
 def scores(
@@ -308,7 +321,7 @@ def attention_in(
     q, k, v = (np.asarray(x) for x in (q, k, v))
     rank = q.ndim
     qf, kf, vf = (_to_bhsd(x, layout).astype(precision) for x in (q, k, v))
-    s, allowed = scores(qf, kf, align=align, **options)
+    s, allowed = scores(qf, kf, align=align, **_bias_in_range(options, q.dtype))
     vf = np.repeat(vf, qf.shape[1] // max(vf.shape[1], 1), axis=1) if vf.shape[1] else vf
     o, lse = _softmax_values(s, vf, allowed)
     result = _from_bhsd(o, layout, rank)
@@ -324,8 +337,9 @@ def attention_rows(q: Any, k: Any, v: Any, rows: Any, *, layout: str = "bhsd", *
     """The oracle's output and LSE for the query positions `rows` only, in float64, as
     ``(B, Hq, len(rows), Dv)`` and ``(B, Hq, len(rows))`` whatever the layout: for checking large
     problems on sampled rows without the full score matrix."""
+    q = np.asarray(q)
     qf, kf, vf = (_to_bhsd(np.asarray(x), layout).astype(np.float64) for x in (q, k, v))
-    s, allowed = scores(qf, kf, rows=rows, **options)
+    s, allowed = scores(qf, kf, rows=rows, **_bias_in_range(options, q.dtype))
     vf = np.repeat(vf, qf.shape[1] // vf.shape[1], axis=1)
     return _softmax_values(s, vf, allowed)
 
@@ -395,7 +409,7 @@ def attention_weights(
     q, k = np.asarray(q), np.asarray(k)
     rank = q.ndim
     qf, kf = (_to_bhsd(x, layout).astype(np.float64) for x in (q, k))
-    s, _ = scores(qf, kf, rows=rows, **options)
+    s, _ = scores(qf, kf, rows=rows, **_bias_in_range(options, q.dtype))
     with np.errstate(all="ignore"):
         m = s.max(axis=-1, keepdims=True, initial=-np.inf)
         p = np.exp(s - np.where(m == -np.inf, 0.0, m))
