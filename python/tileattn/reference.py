@@ -154,12 +154,10 @@ def _saturate(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return _clamp(x, dtype).astype(dtype)
 
 
-def _bias_in_range(options: dict[str, Any], dtype: np.dtype) -> dict[str, Any]:
-    """The options with the bias clamped to float32's range for inputs that tileattn computes in float32
-    (all but float64): a float64 bias beyond it saturates there (documented), and so in the oracle."""
-    if options.get("bias") is not None and np.dtype(dtype) != np.float64:
-        options = dict(options, bias=_clamp(options["bias"], np.float32))
-    return options
+def _bias_limit(dtype: np.dtype) -> Any:
+    """The range a bias saturates to for inputs of `dtype`: float32's for inputs that tileattn computes in
+    float32 (all but float64; a float64 bias beyond it saturates there, as documented), else none."""
+    return None if np.dtype(dtype) == np.float64 else np.float32
 
 
 def scores(
@@ -177,13 +175,16 @@ def scores(
     kv_lengths: Any = None,
     align: str | None = None,
     rows: Any = None,
+    bias_limit: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The scores of (B, H, S, D) arrays of one float type, in that type, and where they are allowed.
 
     Returns ``(s, allowed)``, both (B, Hq, R, Sk) with R the query rows (all, or `rows`):
     ``s = softcap * tanh(scale * q.k / softcap) + bias - slope * |i + d - j|``, -inf where not allowed
     (masking selects: a NaN in a score that is masked never survives), and ``allowed``, the keys each
-    row may see: the structured mask (lengths, causal, window) and the boolean `mask`.
+    row may see: the structured mask (lengths, causal, window) and the boolean `mask`. `bias_limit`: a
+    float dtype whose range finite bias values saturate to (after selecting rows, so a broadcast bias is
+    never expanded).
     """
     b, hq, sq, dim = qf.shape
     hkv, sk = kf.shape[1], kf.shape[2]
@@ -213,7 +214,10 @@ def scores(
         if softcap:
             s = typ(softcap) * np.tanh(s / typ(softcap))
         if bias is not None:
-            s = s + _saturate(_rows_of(np.asarray(bias), rows), qf.dtype)
+            bias = _rows_of(np.asarray(bias), rows)
+            if bias_limit is not None:
+                bias = _clamp(bias, bias_limit)
+            s = s + _saturate(bias, qf.dtype)
         if alibi_slopes is not None:
             slopes = np.asarray(alibi_slopes).astype(qf.dtype)
             slopes = np.broadcast_to(
@@ -321,7 +325,7 @@ def attention_in(
     q, k, v = (np.asarray(x) for x in (q, k, v))
     rank = q.ndim
     qf, kf, vf = (_to_bhsd(x, layout).astype(precision) for x in (q, k, v))
-    s, allowed = scores(qf, kf, align=align, **_bias_in_range(options, q.dtype))
+    s, allowed = scores(qf, kf, align=align, bias_limit=_bias_limit(q.dtype), **options)
     vf = np.repeat(vf, qf.shape[1] // max(vf.shape[1], 1), axis=1) if vf.shape[1] else vf
     o, lse = _softmax_values(s, vf, allowed)
     result = _from_bhsd(o, layout, rank)
@@ -339,7 +343,7 @@ def attention_rows(q: Any, k: Any, v: Any, rows: Any, *, layout: str = "bhsd", *
     problems on sampled rows without the full score matrix."""
     q = np.asarray(q)
     qf, kf, vf = (_to_bhsd(np.asarray(x), layout).astype(np.float64) for x in (q, k, v))
-    s, allowed = scores(qf, kf, rows=rows, **_bias_in_range(options, q.dtype))
+    s, allowed = scores(qf, kf, rows=rows, bias_limit=_bias_limit(q.dtype), **options)
     vf = np.repeat(vf, qf.shape[1] // vf.shape[1], axis=1)
     return _softmax_values(s, vf, allowed)
 
@@ -409,7 +413,7 @@ def attention_weights(
     q, k = np.asarray(q), np.asarray(k)
     rank = q.ndim
     qf, kf = (_to_bhsd(x, layout).astype(np.float64) for x in (q, k))
-    s, _ = scores(qf, kf, rows=rows, **_bias_in_range(options, q.dtype))
+    s, _ = scores(qf, kf, rows=rows, bias_limit=_bias_limit(q.dtype), **options)
     with np.errstate(all="ignore"):
         m = s.max(axis=-1, keepdims=True, initial=-np.inf)
         p = np.exp(s - np.where(m == -np.inf, 0.0, m))
