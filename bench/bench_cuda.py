@@ -4,7 +4,9 @@
 
 Cases: D = 128, S = 4096, 8192, 16384, 16 heads and batch 16384 / S * 2 (B*H*S fixed, enough blocks to
 fill an H100), causal and not; tileattn on the same torch CUDA tensors, in place, on torch's stream.
-FLOPs count 4 * B * H * visible_pairs * D (two matrix products). Each number is the median of CUDA-event
+FLOPs count 4 * B * H * visible_pairs * D (two matrix products). Each case also prints the relative
+error (Frobenius norm) of tileattn's output against torch's on the same inputs (the output is poisoned
+with NaN first). Each number is the median of CUDA-event
 timed calls after warm-up, both libraries interleaved per case. Needs a CUDA build of tileattn
 (pip install . -Ccmake.define.TILEATTN_CUDA=ON) and PyTorch with CUDA.
 """
@@ -65,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     header = (
         f"{'case':<34}{'tileattn ms':>12}{'TFLOP/s':>9}{'torch ms':>10}{'TFLOP/s':>9}{'ratio':>8}"
+        f"{'rel err':>10}"
     )
     print(header)
     print("-" * len(header))
@@ -88,6 +91,12 @@ def main(argv: list[str] | None = None) -> int:
                 time_ms(torch, ours, args.repeat),
                 time_ms(torch, theirs, args.repeat),
             )
+            # The same function: relative error against torch's result on these inputs.
+            out.fill_(float("nan"))
+            ours()
+            with sdpa_kernel(backend):
+                ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+            err = ((out.float() - ref.float()).norm() / ref.float().norm()).item()
             row = {
                 "batch": b,
                 "heads": h,
@@ -100,12 +109,13 @@ def main(argv: list[str] | None = None) -> int:
                 "tileattn_tflops": flops / ours_ms / 1e9,
                 "torch_tflops": flops / torch_ms / 1e9,
                 "ratio": torch_ms / ours_ms,
+                "rel_err_vs_torch": err,
             }
             rows.append(row)
             case = f"B{b} H{h} S{s} D{d}{' causal' if causal else ''}"
             print(
                 f"{case:<34}{ours_ms:>12.3f}{row['tileattn_tflops']:>9.1f}{torch_ms:>10.3f}"
-                f"{row['torch_tflops']:>9.1f}{row['ratio']:>7.2f}x"
+                f"{row['torch_tflops']:>9.1f}{row['ratio']:>7.2f}x{err:>10.1e}"
             )
     print("ratio = torch time / tileattn time (>= 0.9 is the FlashAttention-2 target)")
     if args.json:

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# What a lent GPU machine runs (the device tool; see bench/RESULTS.md, "GPU"): the CUDA tests and the CUDA
+# benchmark, logs under $OUT. Installs a wheel carried in .whl/ (built here for the machine's Python with
+# -Ccmake.define.TILEATTN_CUDA=ON), else builds the checkout there without build isolation.
+#
+#     bash bench/gpu_run.sh [tests] [bench] [extra pytest args...]
+set -uo pipefail
+OUT=${OUT:-/tmp/tileattn-gpu-out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+steps=()
+while [ $# -gt 0 ] && { [ "$1" = tests ] || [ "$1" = bench ]; }; do steps+=("$1"); shift; done
+[ ${#steps[@]} -eq 0 ] && steps=(tests bench)
+
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,temperature.gpu,power.draw \
+  --format=csv | tee "$OUT/gpu.txt"
+if compgen -G ".whl/tileattn-*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    .whl/tileattn-*.whl || exit 1
+  export PYTHONPATH=/tmp/site
+else
+  python3 -m pip install -q --no-build-isolation --no-deps . -Ccmake.define.TILEATTN_CUDA=ON \
+    -Ccmake.define.CMAKE_CUDA_ARCHITECTURES=90-real -Cbuild.tool-args=-j16 || exit 1
+fi
+python3 -c "import tileattn; tileattn.show_config()" 2>&1 | tee "$OUT/config.txt"
+
+for step in "${steps[@]}"; do
+  case $step in
+    tests)
+      timeout 300 python3 -m pytest tests/test_cuda.py -v -p no:cacheprovider -k "not build_compiles" \
+        --timeout 120 "$@" 2>&1 | tee "$OUT/test_cuda.log" | grep -E "PASS|FAIL|ERROR|SKIP|passed|failed" | tail -40
+      ;;
+    bench)
+      timeout 240 python3 bench/bench_cuda.py --json "$OUT/bench_cuda.json" 2>&1 | tee "$OUT/bench_cuda.log"
+      ;;
+  esac
+done
