@@ -3,13 +3,19 @@
 # benchmark, logs under $OUT. Installs a wheel carried in .whl/ (built here for the machine's Python with
 # -Ccmake.define.TILEATTN_CUDA=ON), else builds the checkout there without build isolation.
 #
-#     bash bench/gpu_run.sh [tests] [bench] [extra pytest args...]
+#     bash bench/gpu_run.sh [tests] [bench] [profile] [extra pytest args...]
+#
+# profile: ncu's main sections for one call of tileattn and of torch SDPA (flash), and our kernel's SASS
+# with executed counts per instruction.
 set -uo pipefail
 OUT=${OUT:-/tmp/tileattn-gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 steps=()
-while [ $# -gt 0 ] && { [ "$1" = tests ] || [ "$1" = bench ]; }; do steps+=("$1"); shift; done
+while [ $# -gt 0 ] && { [ "$1" = tests ] || [ "$1" = bench ] || [ "$1" = profile ]; }; do
+  steps+=("$1")
+  shift
+done
 [ ${#steps[@]} -eq 0 ] && steps=(tests bench)
 
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,temperature.gpu,power.draw \
@@ -33,5 +39,21 @@ for step in "${steps[@]}"; do
     bench)
       timeout 240 python3 bench/bench_cuda.py --json "$OUT/bench_cuda.json" 2>&1 | tee "$OUT/bench_cuda.log"
       ;;
+    profile)
+      export PATH=$PATH:/usr/local/cuda/bin
+      sections=(--section SpeedOfLight --section Occupancy --section LaunchStats --section SchedulerStats
+        --section WarpStateStats --section InstructionStats --section ComputeWorkloadAnalysis
+        --section MemoryWorkloadAnalysis --section SourceCounters)
+      timeout 200 ncu --clock-control none --kernel-name regex:mma_attention --launch-skip 2 --launch-count 1 \
+        "${sections[@]}" -f -o /tmp/tileattn python3 bench/experiments/gpu_profile.py tileattn >/dev/null 2>&1
+      ncu -i /tmp/tileattn.ncu-rep --page details >"$OUT/ncu_tileattn.txt" 2>&1
+      # Per SASS instruction: executed counts and stall samples (the hot loop's instruction mix).
+      ncu -i /tmp/tileattn.ncu-rep --page source --csv --print-source sass >"$OUT/ncu_tileattn_sass.csv" 2>&1
+      timeout 200 ncu --clock-control none --kernel-name regex:flash --launch-skip 2 --launch-count 1 \
+        "${sections[@]}" python3 bench/experiments/gpu_profile.py torch >"$OUT/ncu_torch.txt" 2>&1
+      grep -E "Duration|Registers Per|Achieved Occupancy|Warp Cycles Per Issued|Issued Ipc|No Eligible" \
+        "$OUT/ncu_tileattn.txt" "$OUT/ncu_torch.txt"
+      ;;
   esac
 done
+

@@ -1,6 +1,6 @@
 // CUDA entry points: checks, the kernel choice (tensor cores for float16 / bfloat16 without element-wise
-// options, CUDA cores otherwise), launches on the caller's stream, and the host-memory variant that
-// copies what the arrays span.
+// options and with scale > 0, CUDA cores otherwise), launches on the caller's stream, and the host-memory
+// variant that copies what the arrays span.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -138,22 +138,24 @@ void launch_simt(const cuda::KernelParams& k, cudaStream_t stream) {
          stream, k);
 }
 
-// The tensor-core kernel of the smallest head-dim bucket that holds D and Dv, when its shared memory
-// fits this device; else the CUDA-core kernel.
+// The tensor-core kernel of head-dim bucket kHD, when its shared memory fits this device.
+template <class T, int kHD>
+bool try_launch_mma(const cuda::KernelParams& k, cudaStream_t stream, size_t limit) {
+  const size_t smem = cuda::mma_smem_bytes<T, kHD>();
+  if (smem + kStaticSmem > limit) return false;
+  launch(cuda::mma_attention_kernel<T, kHD>, grid_for(k, cuda::mma_block_m<kHD>()), smem, stream, k);
+  return true;
+}
+
+// The tensor-core kernel of the smallest head-dim bucket that holds D and Dv and fits this device's
+// shared memory; else the CUDA-core kernel.
 template <class T>
 void launch_mma(const cuda::KernelParams& k, cudaStream_t stream) {
-  const dim3 grid = grid_for(k, cuda::kMmaBlockM);
   const int64_t d = std::max(k.head_dim, k.head_dim_v);
   const size_t limit = smem_limit();
-  if (d <= 64 && cuda::mma_smem_bytes<T, 64>() + kStaticSmem <= limit) {
-    return launch(cuda::mma_attention_kernel<T, 64>, grid, cuda::mma_smem_bytes<T, 64>(), stream, k);
-  }
-  if (d <= 128 && cuda::mma_smem_bytes<T, 128>() + kStaticSmem <= limit) {
-    return launch(cuda::mma_attention_kernel<T, 128>, grid, cuda::mma_smem_bytes<T, 128>(), stream, k);
-  }
-  if (cuda::mma_smem_bytes<T, 256>() + kStaticSmem <= limit) {
-    return launch(cuda::mma_attention_kernel<T, 256>, grid, cuda::mma_smem_bytes<T, 256>(), stream, k);
-  }
+  if (d <= 64 && try_launch_mma<T, 64>(k, stream, limit)) return;
+  if (d <= 128 && try_launch_mma<T, 128>(k, stream, limit)) return;
+  if (try_launch_mma<T, 256>(k, stream, limit)) return;
   launch_simt<T, float>(k, stream);
 }
 
@@ -226,7 +228,10 @@ void attention_cuda(const Params& p, void* stream_ptr) {
   DeviceScratch scratch(stream);
   const cuda::KernelParams k = kernel_params(p, scratch);
   if (k.max_rows == 0) return;
-  const bool elementwise = p.mask != nullptr || p.bias != nullptr || p.alibi_slopes != nullptr || p.softcap > 0;
+  // The tensor-core kernel takes the row maxima of raw scores, which needs scale > 0; element-wise
+  // options and scale <= 0 run on the CUDA-core kernel.
+  const bool elementwise =
+      p.mask != nullptr || p.bias != nullptr || p.alibi_slopes != nullptr || p.softcap > 0 || !(p.scale > 0);
   switch (p.dtype) {
     case DType::kFloat16:
       return elementwise ? launch_simt<__half, float>(k, stream) : launch_mma<__half>(k, stream);

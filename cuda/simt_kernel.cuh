@@ -61,6 +61,15 @@ __device__ inline double load_bias(const void* p, int dtype, int64_t i) {
   }
 }
 
+// x in A, finite values beyond A's range clamped to its largest (a float64 bias on inputs computed in
+// float32, as on the CPU: cpp/src/masking.hpp, saturate).
+template <class A>
+__device__ inline A saturate(double x) {
+  if (sizeof(A) == 8 || isinf(x)) return static_cast<A>(x);
+  constexpr double kBig = 3.4028234663852886e38;  // FLT_MAX
+  return static_cast<A>(x > kBig ? kBig : x < -kBig ? -kBig : x);
+}
+
 constexpr int kSimtWarps = 4;
 constexpr int kSimtRowsPerWarp = 4;
 constexpr int kSimtRows = kSimtWarps * kSimtRowsPerWarp;
@@ -169,7 +178,7 @@ __global__ void __launch_bounds__(kSimtWarps * 32) simt_attention_kernel(KernelP
         s = static_cast<A>(p.scale) * dot;
         if (p.softcap > 0) s = static_cast<A>(p.softcap) * tanh(s / static_cast<A>(p.softcap));
         if (p.bias != nullptr) {
-          s += static_cast<A>(load_bias(p.bias, p.bias_dtype, b * p.b_bs + h * p.b_hs + i * p.b_ss + j * p.b_ks));
+          s += saturate<A>(load_bias(p.bias, p.bias_dtype, b * p.b_bs + h * p.b_hs + i * p.b_ss + j * p.b_ks));
         }
         if (p.alibi != nullptr) {
           const int64_t dist = p.diag(b, i) - j;

@@ -165,6 +165,8 @@ SHAPES = [
     (2, 2, 1, 200, 333, 128, 128),
     (1, 2, 2, 64, 300, 256, 200),
     (1, 2, 2, 100, 100, 111, 111),
+    (1, 3, 1, 150, 170, 96, 80),  # multiples of 8 below the bucket's 128: fast copies, zero padding
+    (2, 2, 2, 300, 260, 128, 64),  # several full and partial key tiles per block
 ]
 
 
@@ -212,6 +214,8 @@ def test_numpy_on_gpu(rng, shape, dtype, causal):
         {"q_lengths": np.array([3, 0]), "kv_lengths": np.array([70, 9])},
         {"mask": "random"},
         {"bias": "random"},
+        {"scale": -0.3},  # the tensor-core kernel needs scale > 0: these run on CUDA cores
+        {"scale": 0.0, "causal": True},
     ],
     ids=lambda o: "-".join(o),
 )
@@ -224,6 +228,23 @@ def test_numpy_on_gpu_options(rng, dtype, options):
         kw["bias"] = rng.standard_normal((4, 67, 70)).astype(np.float32)
     out, lse = tileattn.attention(q, k, v, return_lse=True, device="cuda", **kw)
     check(out, lse, q, k, v, **kw)
+
+
+@needs_gpu
+def test_float64_bias_saturates_on_gpu():
+    """As on the CPU (test_masks.test_float64_bias_saturates_on_every_path): a float64 bias beyond
+    float32's range on float32 inputs saturates at float32's largest value, so a row whose keys all
+    carry -1e39 or -1e300 has uniform weights (not an empty row, not NaN)."""
+    q = np.zeros((1, 1, 2, 4), np.float32)
+    k = np.zeros((1, 1, 3, 4), np.float32)
+    v = np.array([[1, 0], [0, 1], [5, 5]], np.float32).reshape(1, 1, 3, 2)
+    bias = np.array([[-1e39, -1e300, -1e300]] * 2)
+    out, lse = tileattn.attention(q, k, v, bias=bias, return_lse=True, device="cuda")
+    np.testing.assert_allclose(out, reference.attention(q, k, v, bias=bias), rtol=1e-6)
+    np.testing.assert_allclose(out[0, 0, 0], [2, 2], rtol=1e-6)
+    cpu_out, cpu_lse = tileattn.attention(q, k, v, bias=bias, return_lse=True)
+    np.testing.assert_allclose(out, cpu_out, rtol=1e-6)
+    np.testing.assert_array_equal(lse, cpu_lse)
 
 
 @needs_gpu
@@ -246,9 +267,11 @@ def test_varlen_on_gpu(rng, dtype):
 
 @needs_gpu
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
-def test_nan_in_hidden_keys_stays_hidden(rng, dtype):
-    """A NaN in a key (or value) a row cannot see must not reach that row (tensor cores: 0 * NaN)."""
-    q, k, v = inputs(rng, (1, 2, 2, 100, 100, 64, 64), dtype)
+@pytest.mark.parametrize("dim", [64, 128, 256])
+def test_nan_in_hidden_keys_stays_hidden(rng, dtype, dim):
+    """A NaN in a key (or value) a row cannot see must not reach that row (tensor cores: 0 * NaN; the
+    exact path's P rows have their own buffer at D 64 and share the K tile's at 128 and 256)."""
+    q, k, v = inputs(rng, (1, 2, 2, 100, 100, dim, dim), dtype)
     k[:, :, 60] = np.nan
     v[:, :, 60] = np.nan
     out = tileattn.attention(q, k, v, causal=True, device="cuda")
