@@ -228,10 +228,12 @@ void attention_cuda(const Params& p, void* stream_ptr) {
   DeviceScratch scratch(stream);
   const cuda::KernelParams k = kernel_params(p, scratch);
   if (k.max_rows == 0) return;
-  // The tensor-core kernel takes the row maxima of raw scores, which needs scale > 0; element-wise
-  // options and scale <= 0 run on the CUDA-core kernel.
-  const bool elementwise =
-      p.mask != nullptr || p.bias != nullptr || p.alibi_slopes != nullptr || p.softcap > 0 || !(p.scale > 0);
+  // The tensor-core kernel takes the row maxima of raw scores and masks before scaling, which needs
+  // c = scale log2(e) in float finite and > 0; element-wise options and other scales run on the
+  // CUDA-core kernel.
+  const float c = static_cast<float>(p.scale * 1.4426950408889634);
+  const bool elementwise = p.mask != nullptr || p.bias != nullptr || p.alibi_slopes != nullptr || p.softcap > 0 ||
+                           !(c > 0 && std::isfinite(c));
   switch (p.dtype) {
     case DType::kFloat16:
       return elementwise ? launch_simt<__half, float>(k, stream) : launch_mma<__half>(k, stream);

@@ -11,8 +11,8 @@
 //   mask                    only in tiles some row of the block sees in part (its window / length /
 //                           causal edge): hidden keys -> -inf (selected); every other tile is "full"
 //   m' = max(m, c rowmax(S)), c = scale log2(e) > 0; the row's 4 threads combine with two shuffles
-//   P = 2^(S c - m') (one FFMA and ex2);  l = 2^(m - m') l + rowsum(P);  O = 2^(m - m') O, skipped
-//                           when no row of the warp has a new maximum
+//   P = 2^(S c - m') (one FFMA and ex2; |m'| > 2^20: the product rounded first);  l = 2^(m - m') l +
+//                           rowsum(P);  O = 2^(m - m') O, skipped when no row of the warp has a new maximum
 //   O += P V                P re-packed from the S accumulators into A fragments (no shared memory),
 //                           V fragments by ldmatrix.trans
 // and at the end out = O / l, lse = (m + log2 l) ln 2. Dims beyond D / Dv are zero-filled in shared
@@ -329,7 +329,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) mma_attention_kernel(KernelPar
   const LaneOffsets<T, kHD> q_off(wrow + lane % 16, lane / 16);
   const LaneOffsets<T, kHD> k_off((lane / 16) * 8 + lane % 8, (lane / 8) % 2);
   const LaneOffsets<T, kHD> v_off(lane % 16, lane / 16);
-  const float c = static_cast<float>(p.scale * 1.4426950408889634);  // scale * log2(e), > 0 (see launch)
+  const float c = static_cast<float>(p.scale * 1.4426950408889634);  // scale * log2(e): finite, > 0 (launch)
   // Row (mt, r) of this thread: block row wrow + 16 mt + gid + 8 r.
   float m[kMT][2], l[kMT][2];
   float o[kMT][kDB][4];
@@ -436,16 +436,38 @@ __global__ void __launch_bounds__(kMmaWarps * 32) mma_attention_kernel(KernelPar
         l[mt][r] *= alpha[mt][r];
       }
     }
-    // P = 2^(S c - m') (one FFMA into the exponent), row sums
+    // P = 2^(S c - m') (one FFMA into the exponent), row sums. m' is the rounded product of the row
+    // maximum and c, the FFMA's product is exact: the row's largest key gets 2^(the rounding error),
+    // which cancels in O / l unless it is large enough to overflow or vanish in 16 bits (|m'| >= 2^28
+    // in float16). A warp with a row beyond |m'| > 2^20 (the CPU's threshold for its own fallback) takes
+    // the rounded product first, which gives that key exactly 1.
+    bool huge = false;
 #pragma unroll
-    for (int mt = 0; mt < kMT; ++mt) {
+    for (int mt = 0; mt < kMT; ++mt) huge = huge || fabsf(m_use[mt][0]) > 0x1p20f || fabsf(m_use[mt][1]) > 0x1p20f;
+    if (__any_sync(0xffffffffu, huge)) {
 #pragma unroll
-      for (int n = 0; n < kNB; ++n) {
+      for (int mt = 0; mt < kMT; ++mt) {
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const float pe = fast_exp2(fmaf(s[mt][n][e], c, -m_use[mt][r_of(e)]));  // hidden keys: 2^-inf = 0
-          s[mt][n][e] = pe;
-          l[mt][r_of(e)] += pe;
+        for (int n = 0; n < kNB; ++n) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const float pe = fast_exp2(__fmul_rn(s[mt][n][e], c) - m_use[mt][r_of(e)]);
+            s[mt][n][e] = pe;
+            l[mt][r_of(e)] += pe;
+          }
+        }
+      }
+    } else {
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt) {
+#pragma unroll
+        for (int n = 0; n < kNB; ++n) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const float pe = fast_exp2(fmaf(s[mt][n][e], c, -m_use[mt][r_of(e)]));  // hidden keys: 2^-inf = 0
+            s[mt][n][e] = pe;
+            l[mt][r_of(e)] += pe;
+          }
         }
       }
     }

@@ -231,6 +231,40 @@ def test_numpy_on_gpu_options(rng, dtype, options):
 
 
 @needs_gpu
+@pytest.mark.parametrize(
+    ("dtype", "value", "dim"),
+    [
+        ("float16", 12000.0, 64),
+        ("float16", 10496.0, 64),
+        ("float16", 12000.0, 128),
+        ("bfloat16", 3e4, 128),
+    ],
+)
+def test_huge_scores_on_tensor_cores(rng, dtype, value, dim):
+    """Scores so large that the rounding of a row's maximum times scale log2(e) no longer cancels
+    (|m'| >= 2^28): the largest key's weight would overflow (12000) or vanish (10496) in 16 bits. Every
+    key has the same score here, so each row is the mean of V over its visible keys."""
+    dt = dtype_of(dtype)
+    q = np.full((1, 2, 40, dim), value).astype(dt)
+    k = np.full((1, 2, 50, dim), value).astype(dt)
+    v = rng.standard_normal((1, 2, 50, dim)).astype(dt)
+    for causal in (False, True):
+        out = tileattn.attention(q, k, v, causal=causal, device="cuda").astype(np.float64)
+        ref = reference.attention(q, k, v, causal=causal)
+        np.testing.assert_allclose(out, ref, rtol=2e-2, atol=2e-2)
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_scale_below_float_range_on_gpu(rng, dtype):
+    """A positive scale whose product with log2(e) is 0 in float32 (the tensor-core kernel needs it
+    finite and positive; such calls run on CUDA cores): uniform weights over the visible keys."""
+    q, k, v = inputs(rng, (1, 2, 2, 70, 90, 64, 64), dtype)
+    out = tileattn.attention(q, k, v, causal=True, scale=1e-300, device="cuda")
+    check(out, None, q, k, v, causal=True, scale=1e-300)
+
+
+@needs_gpu
 def test_float64_bias_saturates_on_gpu():
     """As on the CPU (test_masks.test_float64_bias_saturates_on_every_path): a float64 bias beyond
     float32's range on float32 inputs saturates at float32's largest value, so a row whose keys all
