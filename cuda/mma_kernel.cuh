@@ -409,15 +409,20 @@ __global__ void __launch_bounds__(kMmaWarps * 32) mma_attention_kernel(KernelPar
       }
     }
     // Row maxima of the raw scores; c > 0, so their products with c are the maxima in base 2.
+    // (Four partial maxima per row: short dependency chains.)
     float mx[kMT][2];
 #pragma unroll
     for (int mt = 0; mt < kMT; ++mt) {
-      mx[mt][0] = mx[mt][1] = -INFINITY;
+      float part[2][4];
+#pragma unroll
+      for (int r = 0; r < 2; ++r) part[r][0] = part[r][1] = part[r][2] = part[r][3] = -INFINITY;
 #pragma unroll
       for (int n = 0; n < kNB; ++n) {
 #pragma unroll
-        for (int e = 0; e < 4; ++e) mx[mt][e / 2] = fmaxf(mx[mt][e / 2], s[mt][n][e]);
+        for (int e = 0; e < 4; ++e) part[e / 2][(n % 2) * 2 + e % 2] = fmaxf(part[e / 2][(n % 2) * 2 + e % 2], s[mt][n][e]);
       }
+#pragma unroll
+      for (int r = 0; r < 2; ++r) mx[mt][r] = fmaxf(fmaxf(part[r][0], part[r][1]), fmaxf(part[r][2], part[r][3]));
     }
     float alpha[kMT][2], m_use[kMT][2];
     bool rescale = false;
@@ -441,6 +446,9 @@ __global__ void __launch_bounds__(kMmaWarps * 32) mma_attention_kernel(KernelPar
     // which cancels in O / l unless it is large enough to overflow or vanish in 16 bits (|m'| >= 2^28
     // in float16). A warp with a row beyond |m'| > 2^20 (the CPU's threshold for its own fallback) takes
     // the rounded product first, which gives that key exactly 1.
+    float tsum[kMT][2][2];  // the tile's row sums, two partial sums per row (short dependency chains)
+#pragma unroll
+    for (int mt = 0; mt < kMT; ++mt) tsum[mt][0][0] = tsum[mt][0][1] = tsum[mt][1][0] = tsum[mt][1][1] = 0.f;
     bool huge = false;
 #pragma unroll
     for (int mt = 0; mt < kMT; ++mt) huge = huge || fabsf(m_use[mt][0]) > 0x1p20f || fabsf(m_use[mt][1]) > 0x1p20f;
@@ -453,7 +461,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) mma_attention_kernel(KernelPar
           for (int e = 0; e < 4; ++e) {
             const float pe = fast_exp2(__fmul_rn(s[mt][n][e], c) - m_use[mt][r_of(e)]);
             s[mt][n][e] = pe;
-            l[mt][r_of(e)] += pe;
+            tsum[mt][r_of(e)][e % 2] += pe;
           }
         }
       }
@@ -466,10 +474,15 @@ __global__ void __launch_bounds__(kMmaWarps * 32) mma_attention_kernel(KernelPar
           for (int e = 0; e < 4; ++e) {
             const float pe = fast_exp2(fmaf(s[mt][n][e], c, -m_use[mt][r_of(e)]));  // hidden keys: 2^-inf = 0
             s[mt][n][e] = pe;
-            l[mt][r_of(e)] += pe;
+            tsum[mt][r_of(e)][e % 2] += pe;
           }
         }
       }
+    }
+#pragma unroll
+    for (int mt = 0; mt < kMT; ++mt) {
+      l[mt][0] += tsum[mt][0][0] + tsum[mt][0][1];
+      l[mt][1] += tsum[mt][1][0] + tsum[mt][1][1];
     }
     // O *= alpha, skipped when no row of the warp has a new maximum (alpha = 1 for all: the common case
     // once the maxima settle).
