@@ -55,8 +55,9 @@ __host__ __device__ constexpr bool mma_p_in_k() {
   return mma_block_m<kHD>() <= kHD;
 }
 
-template <class T, int kHD, int kBN = mma_block_n<kHD>()>
+template <class T, int kHD>
 constexpr size_t mma_smem_bytes() {
+  constexpr size_t kBN = mma_block_n<kHD>();
   // Q, two K and two V tiles, P of the exact path unless it lives in a K tile, and each row's visible
   // key range (two int64).
   return sizeof(T) * (static_cast<size_t>(kHD) * (mma_block_m<kHD>() + 4 * kBN) +
@@ -230,7 +231,7 @@ struct TileCopy {
 // bits set), read 16 bytes at a time.
 template <class T, int kElems>
 __device__ __forceinline__ bool has_nonfinite(const T* tile) {
-  constexpr uint32_t kExp = sizeof(T) == 2 && std::is_same_v<T, __half> ? 0x7c00u : 0x7f80u;
+  constexpr uint32_t kExp = std::is_same_v<T, __half> ? 0x7c00u : 0x7f80u;
   constexpr uint32_t kExp2 = kExp | (kExp << 16);
   const uint4* words = reinterpret_cast<const uint4*>(tile);
   bool bad = false;
@@ -247,6 +248,27 @@ __device__ __forceinline__ bool has_nonfinite(const T* tile) {
 // The row (0: gid, 1: gid + 8) of accumulator element e of an m16n8 fragment.
 __device__ __forceinline__ constexpr int r_of(int e) { return e / 2; }
 
+// P = 2^(S c - m') in place over a warp's score fragments, and the rows' sums into tsum (two partial
+// sums per row: short dependency chains). kRounded: the product S c rounded before the subtraction
+// (rows with huge maxima, see the caller); else one FFMA. Masked scores are -inf: 2^-inf = 0.
+template <bool kRounded, int kMT, int kNB>
+__device__ __forceinline__ void exponentiate(float (&s)[kMT][kNB][4], float c, const float (&m_use)[kMT][2],
+                                             float (&tsum)[kMT][2][2]) {
+#pragma unroll
+  for (int mt = 0; mt < kMT; ++mt) {
+#pragma unroll
+    for (int n = 0; n < kNB; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float m = m_use[mt][r_of(e)];
+        const float pe = fast_exp2(kRounded ? __fmul_rn(s[mt][n][e], c) - m : fmaf(s[mt][n][e], c, -m));
+        s[mt][n][e] = pe;
+        tsum[mt][r_of(e)][e % 2] += pe;
+      }
+    }
+  }
+}
+
 // Row `row`'s visible keys [lo, hi) (in `ranges`) relative to the tile starting at key j0, clamped to
 // [0, kBN].
 template <int kBN>
@@ -256,8 +278,9 @@ __device__ __forceinline__ void tile_window(const int64_t* ranges, int row, int6
   hi = static_cast<int>(h < 0 ? 0 : h > kBN ? kBN : h);
 }
 
-template <class T, int kHD, int kBN = mma_block_n<kHD>()>
+template <class T, int kHD>
 __global__ void __launch_bounds__(kMmaWarps * 32) mma_attention_kernel(KernelParams p) {
+  constexpr int kBN = mma_block_n<kHD>();
   constexpr int kMT = mma_tiles_m<kHD>();
   constexpr int kBM = mma_block_m<kHD>();
   constexpr int kNB = kBN / 8;  // n8 blocks of S per m16 tile
@@ -453,31 +476,9 @@ __global__ void __launch_bounds__(kMmaWarps * 32) mma_attention_kernel(KernelPar
 #pragma unroll
     for (int mt = 0; mt < kMT; ++mt) huge = huge || fabsf(m_use[mt][0]) > 0x1p20f || fabsf(m_use[mt][1]) > 0x1p20f;
     if (__any_sync(0xffffffffu, huge)) {
-#pragma unroll
-      for (int mt = 0; mt < kMT; ++mt) {
-#pragma unroll
-        for (int n = 0; n < kNB; ++n) {
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const float pe = fast_exp2(__fmul_rn(s[mt][n][e], c) - m_use[mt][r_of(e)]);
-            s[mt][n][e] = pe;
-            tsum[mt][r_of(e)][e % 2] += pe;
-          }
-        }
-      }
+      exponentiate<true>(s, c, m_use, tsum);
     } else {
-#pragma unroll
-      for (int mt = 0; mt < kMT; ++mt) {
-#pragma unroll
-        for (int n = 0; n < kNB; ++n) {
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const float pe = fast_exp2(fmaf(s[mt][n][e], c, -m_use[mt][r_of(e)]));  // hidden keys: 2^-inf = 0
-            s[mt][n][e] = pe;
-            tsum[mt][r_of(e)][e % 2] += pe;
-          }
-        }
-      }
+      exponentiate<false>(s, c, m_use, tsum);
     }
 #pragma unroll
     for (int mt = 0; mt < kMT; ++mt) {
