@@ -160,7 +160,7 @@ def runnable_isas() -> list[str]:
     """Instruction-set levels compiled in and runnable on this CPU, lowest first."""
     compiled = _core.build_info()["compiled_isas"]
     best = _core.cpu_info()["best_isa"]
-    order = ["baseline", "avx2", "avx512"]
+    order = ["baseline", "avx2", "avx512", "amx"]
     return [isa for isa in order if isa in compiled and order.index(isa) <= order.index(best)]
 
 
@@ -232,7 +232,7 @@ def tile_info(dtype, b, hq, hkv, sq, sk, d, dv, isa="auto", threads=0):
         d,
         dv,
         threads,
-        {"auto": -1, "baseline": 0, "avx2": 1, "avx512": 2}[isa],
+        {"auto": -1, "baseline": 0, "avx2": 1, "avx512": 2, "amx": 3}[isa],
     )
 
 

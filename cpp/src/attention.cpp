@@ -164,6 +164,11 @@ void attention(const Params& p) {
     return;
   }
   switch (isa_for(p)) {
+#ifdef TILEATTN_HAVE_AMX
+    case Isa::kAmx:
+      kernels::amx::tiled_attention(p, threads);
+      return;
+#endif
 #ifdef TILEATTN_HAVE_AVX512
     case Isa::kAvx512:
       kernels::avx512::tiled_attention(p, threads);
@@ -183,6 +188,10 @@ void attention(const Params& p) {
 TileInfo tile_info(const Params& p) {
   validate_shape(p);
   switch (isa_for(p)) {
+#ifdef TILEATTN_HAVE_AMX
+    case Isa::kAmx:
+      return kernels::amx::tiled_tile_info(p, threads_for(p));
+#endif
 #ifdef TILEATTN_HAVE_AVX512
     case Isa::kAvx512:
       return kernels::avx512::tiled_tile_info(p, threads_for(p));
@@ -214,6 +223,8 @@ const char* isa_name(Isa isa) {
       return "avx2";
     case Isa::kAvx512:
       return "avx512";
+    case Isa::kAmx:
+      return "amx";
   }
   return "unknown";
 }

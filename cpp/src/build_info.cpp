@@ -41,6 +41,9 @@ BuildInfo build_info() {
 #ifdef TILEATTN_HAVE_AVX512
   info.compiled_isas.emplace_back("avx512");
 #endif
+#ifdef TILEATTN_HAVE_AMX
+  info.compiled_isas.emplace_back("amx");
+#endif
   return info;
 }
 

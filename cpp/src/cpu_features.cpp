@@ -8,6 +8,10 @@
 #include <cpuid.h>
 #define TILEATTN_X86 1
 #endif
+#if defined(__linux__) && defined(__x86_64__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 namespace tileattn::detail {
 namespace {
@@ -42,6 +46,7 @@ CpuFeatures detect() {
     const uint64_t xcr0 = read_xcr0();
     f.os_avx = (xcr0 & 0x6) == 0x6;        // xmm and ymm state
     f.os_avx512 = (xcr0 & 0xe6) == 0xe6;   // plus opmask and both zmm halves
+    f.os_amx = (xcr0 & 0x60000) == 0x60000;  // tile configuration and tile data
   }
   if (max_leaf >= 7) {
     __get_cpuid_count(7, 0, &a, &b, &c, &d);
@@ -83,7 +88,7 @@ struct IsaChoice {
 
 IsaChoice choose() {
   IsaChoice choice{Isa::kBaseline, Isa::kBaseline, {}};
-  for (Isa isa : {Isa::kAvx512, Isa::kAvx2}) {
+  for (Isa isa : {Isa::kAmx, Isa::kAvx512, Isa::kAvx2}) {
     if (isa_runnable(isa)) {
       choice.best = isa;
       break;
@@ -95,8 +100,9 @@ IsaChoice choose() {
     if (std::strcmp(env, "baseline") == 0) wanted = Isa::kBaseline;
     else if (std::strcmp(env, "avx2") == 0) wanted = Isa::kAvx2;
     else if (std::strcmp(env, "avx512") == 0) wanted = Isa::kAvx512;
+    else if (std::strcmp(env, "amx") == 0) wanted = Isa::kAmx;
     if (wanted == Isa::kAuto) {
-      choice.env_problem = std::string("TILEATTN_ISA=") + env + " not understood (use avx512, avx2 or baseline)";
+      choice.env_problem = std::string("TILEATTN_ISA=") + env + " not understood (use amx, avx512, avx2 or baseline)";
     } else if (static_cast<int>(wanted) < static_cast<int>(choice.best)) {
       choice.selected = wanted;  // only ever lowered: a level above the CPU's would crash
     }
@@ -111,6 +117,22 @@ const IsaChoice& isa_choice() {
 
 }  // namespace
 
+// Linux gives a process the (8 KiB) tile data state only on request, once per process: ask on first use.
+bool amx_granted() {
+  static const bool granted = [] {
+#if defined(__linux__) && defined(__x86_64__)
+    const CpuFeatures& f = cpu_features();
+    if (!(f.amx_tile && f.os_amx)) return false;
+    constexpr long kReqXcompPerm = 0x1023;  // ARCH_REQ_XCOMP_PERM
+    constexpr long kXtileData = 18;         // XFEATURE_XTILEDATA
+    return syscall(SYS_arch_prctl, kReqXcompPerm, kXtileData) == 0;
+#else
+    return false;
+#endif
+  }();
+  return granted;
+}
+
 std::vector<std::string> CpuFeatures::names() const {
   std::vector<std::string> out;
   const std::pair<bool, const char*> all[] = {
@@ -120,7 +142,7 @@ std::vector<std::string> CpuFeatures::names() const {
       {avx512bw && os_avx512, "avx512bw"}, {avx512dq && os_avx512, "avx512dq"},
       {avx512vl && os_avx512, "avx512vl"}, {avx512_bf16 && os_avx512, "avx512_bf16"},
       {avx512_fp16 && os_avx512, "avx512_fp16"}, {amx_tile, "amx_tile"},
-      {amx_bf16, "amx_bf16"}};
+      {amx_bf16, "amx_bf16"}, {amx_granted(), "amx_granted"}};
   for (const auto& [present, name] : all) {
     if (present) out.emplace_back(name);
   }
@@ -147,6 +169,12 @@ bool isa_runnable(Isa isa) {
     case Isa::kAvx512:
 #ifdef TILEATTN_HAVE_AVX512
       return f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl && f.os_avx512 && f.f16c && f.fma;
+#else
+      return false;
+#endif
+    case Isa::kAmx:
+#ifdef TILEATTN_HAVE_AMX
+      return isa_runnable(Isa::kAvx512) && f.avx512_bf16 && f.amx_tile && f.amx_bf16 && f.os_amx && amx_granted();
 #else
       return false;
 #endif

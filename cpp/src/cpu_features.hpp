@@ -26,11 +26,15 @@ struct CpuFeatures {
   bool amx_tile = false;
   bool os_avx = false;     // the OS saves the AVX (ymm) state
   bool os_avx512 = false;  // the OS saves the AVX-512 (zmm, opmask) state
+  bool os_amx = false;     // the OS saves the AMX tile state (XCR0 bits 17, 18)
 
   std::vector<std::string> names() const;  // the detected features, for show_config
 };
 
 const CpuFeatures& cpu_features();
+
+// Whether the OS has granted this process the AMX tile data state (Linux: arch_prctl, asked once).
+bool amx_granted();
 
 // Highest level this CPU can run among those compiled into the library.
 Isa best_supported_isa();

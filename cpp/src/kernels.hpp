@@ -22,6 +22,9 @@ TILEATTN_DECLARE_ISA(avx2)
 #ifdef TILEATTN_HAVE_AVX512
 TILEATTN_DECLARE_ISA(avx512)
 #endif
+#ifdef TILEATTN_HAVE_AMX
+TILEATTN_DECLARE_ISA(amx)
+#endif
 #undef TILEATTN_DECLARE_ISA
 
 // The plain scalar path: one query row at a time over its full row of scores.

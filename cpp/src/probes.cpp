@@ -18,6 +18,10 @@ namespace {
 
 double probe_fma_isa(Isa isa, bool f64, int64_t iters) {
   switch (isa) {
+#ifdef TILEATTN_HAVE_AMX
+    case Isa::kAmx:
+      return kernels::amx::probe_fma(f64, iters);
+#endif
 #ifdef TILEATTN_HAVE_AVX512
     case Isa::kAvx512:
       return kernels::avx512::probe_fma(f64, iters);
@@ -33,6 +37,10 @@ double probe_fma_isa(Isa isa, bool f64, int64_t iters) {
 
 double flops_per_iter(Isa isa, bool f64) {
   switch (isa) {
+#ifdef TILEATTN_HAVE_AMX
+    case Isa::kAmx:
+      return kernels::amx::probe_fma_flops_per_iter(f64);
+#endif
 #ifdef TILEATTN_HAVE_AVX512
     case Isa::kAvx512:
       return kernels::avx512::probe_fma_flops_per_iter(f64);
@@ -48,6 +56,10 @@ double flops_per_iter(Isa isa, bool f64) {
 
 double probe_read_isa(Isa isa, const float* data, int64_t n) {
   switch (isa) {
+#ifdef TILEATTN_HAVE_AMX
+    case Isa::kAmx:
+      return kernels::amx::probe_read(data, n);
+#endif
 #ifdef TILEATTN_HAVE_AVX512
     case Isa::kAvx512:
       return kernels::avx512::probe_read(data, n);

@@ -53,6 +53,10 @@
 #error "define TILEATTN_ISA_NS before including tiled_kernel.hpp"
 #endif
 
+#ifdef TILEATTN_AMX
+#include "amx_tiles.hpp"
+#endif
+
 namespace tileattn::kernels::TILEATTN_ISA_NS {
 
 using detail::BFloat16;
@@ -441,11 +445,44 @@ class TiledForward {
     if (sub_blocks_ > 1 && p.bias != nullptr && p.bias_seq_stride != 0 && tiles_.block_k >= detail::kChunkMinKeys) {
       chunk_tiles_ = static_cast<int>(std::clamp<int64_t>(detail::kChunkBytes / tile_bytes, 1, kMaxChunkTiles));
     }
+#ifdef TILEATTN_AMX
+    // The matrix-unit path: float accumulation without element-wise options, outside decoding, for head
+    // dims of 64 or more (below, the softmax's share is too large: B32 H12 S128 D32 ran 0.86x the vector
+    // path; D64 1.03-1.10x, D128 1.22-1.33x; bench/RESULTS.md).
+    amx_ = std::is_same_v<A, float> && !transform_ && !decode_ && p.head_dim >= kAmxMinHeadDim &&
+           geo_.max_keys() > 0 && geo_.max_rows() > 0;
+    if (amx_) {
+      dq_ = round_up(p.head_dim, amx_detail::kDepth);
+      panel_keys_ = round_up(geo_.max_keys(), amx_detail::kKeys);
+      // Enough kv heads for the threads, and all of a head's rows fit in kAmxItemBytes: an item per kv head,
+      // which splits its own K and V (run_amx).
+      const int64_t all_rows = round_up(group_ * geo_.max_rows(), amx_detail::kRows);
+      if (p.batch * p.heads_kv >= detail::kItemsPerThread * threads &&
+          all_rows * (6 * dq_ + 4 * dvp_) + 6 * panel_keys_ * (dq_ + dvp_) <= kAmxItemBytes) {
+        tiles_.block_q = geo_.max_rows();
+        q_blocks_ = 1;
+      }
+      rows_cap_ = round_up(round_up(group_ * tiles_.block_q, MR), amx_detail::kRows);
+    }
+#endif
   }
 
-  TileInfo tile_info() const { return {tiles_.block_q, tiles_.block_k}; }
+  TileInfo tile_info() const {
+#ifdef TILEATTN_AMX
+    if (amx_) return {tiles_.block_q, kAmxTileKeys};
+#endif
+    return {tiles_.block_q, tiles_.block_k};
+  }
 
   void run() {
+#ifdef TILEATTN_AMX
+    if constexpr (std::is_same_v<A, float>) {
+      if (amx_) {
+        run_amx();
+        return;
+      }
+    }
+#endif
     const int64_t heads = p_.batch * p_.heads_kv;
     const int64_t items = heads * q_blocks_ * split_.chunks;
     const std::size_t bytes = carve(nullptr).bytes;
@@ -476,7 +513,7 @@ class TiledForward {
       Prefetch pf;
       for (int64_t item = next.fetch_add(1, std::memory_order_relaxed); item < items;) {
         const int64_t after = ahead ? next.fetch_add(1, std::memory_order_relaxed) : items;
-        process(ws, item, parts, pf, after < items ? after : -1);
+        process(ws, locate(item), item, parts, pf, after < items ? after : -1);
         detail::yield_point();
         item = ahead ? after : next.fetch_add(1, std::memory_order_relaxed);
       }
@@ -526,6 +563,12 @@ class TiledForward {
     uint8_t* keep;  // W: mask bytes of one vector of keys
     uint8_t* dead;  // sub_blocks x MR x block_k: keys masked to -inf, when V holds non-finite values
     RowOptions* opt;  // rows_cap, when the scores transform
+    // The matrix-unit path (amx_; amx_tiles.hpp), bfloat16 parts as uint16_t:
+    uint16_t* qa;   // 3 x rows_cap x dq: the query rows' parts
+    float* sa;      // 32 x kAmxTileKeys: the scores of a block of rows
+    uint16_t* pa;   // 3 x 32 x kAmxTileKeys: their probabilities' parts
+    float* qrow;    // dq: one query row as float
+    uint8_t* qbad;  // rows_cap: a row whose query the parts cannot represent (computed by the reference path)
     std::size_t bytes;
   };
 
@@ -552,6 +595,17 @@ class TiledForward {
     ws.keep = c.take<uint8_t>(W);
     ws.dead = c.take<uint8_t>(may_mask_values_ ? detail::checked_mul(static_cast<std::size_t>(MR * sub_blocks_), keys) : 0);
     ws.opt = c.take<RowOptions>(transform_ ? rows : 0);
+#ifdef TILEATTN_AMX
+    if (amx_) {
+      const auto dq = static_cast<std::size_t>(dq_);
+      const auto block = static_cast<std::size_t>(amx_detail::kRows * kAmxTileKeys);
+      ws.qa = c.take<uint16_t>(detail::checked_mul(3 * rows, dq));
+      ws.sa = c.take<float>(block);
+      ws.pa = c.take<uint16_t>(3 * block);
+      ws.qrow = c.take<float>(static_cast<std::size_t>(amx_stage_floats()));  // also amx_pack_tile's stage
+      ws.qbad = c.take<uint8_t>(rows);
+    }
+#endif
     ws.bytes = c.measured();
     return ws;
   }
@@ -570,18 +624,19 @@ class TiledForward {
     bool empty;                          // a packed sequence shorter than the longest
   };
 
-  ItemPos locate(int64_t item) const {
+  // Item `item` of the kv heads [bh0, bh0 + heads) (all of them by default).
+  ItemPos locate(int64_t item, int64_t bh0 = 0, int64_t heads = -1) const {
     ItemPos it{};
     it.chunk = item % split_.chunks;
     item /= split_.chunks;
-    const int64_t heads = p_.batch * p_.heads_kv;
+    if (heads < 0) heads = p_.batch * p_.heads_kv;
     int64_t qb, bh;
     if (p_.causal) {  // costliest blocks (last query positions) first, for load balance
       qb = q_blocks_ - 1 - item / heads;
-      bh = item % heads;
+      bh = bh0 + item % heads;
     } else {  // consecutive items share K/V: better cache reuse
       qb = item % q_blocks_;
-      bh = item / q_blocks_;
+      bh = bh0 + item / q_blocks_;
     }
     it.b = bh / p_.heads_kv;
     it.g = bh % p_.heads_kv;
@@ -637,9 +692,9 @@ class TiledForward {
   }
 
   // next_item: the item this thread computes next (-1: unknown or none), whose rows are prefetched.
-  void process(const Workspace& ws, int64_t item, const Partials& parts, Prefetch& pf, int64_t next_item) const {
-    const int64_t slot = item;  // where this item's partial results go when the keys are split
-    const ItemPos it = locate(item);
+  // slot: where this item's partial results go when the keys are split.
+  void process(const Workspace& ws, const ItemPos& it, int64_t slot, const Partials& parts, Prefetch& pf,
+               int64_t next_item) const {
     if (it.empty) return;
     const int64_t chunk = it.chunk, b = it.b, g = it.g, i0 = it.i0, nq = it.nq, nrows = it.nrows;
 
@@ -1427,6 +1482,419 @@ class TiledForward {
     return true;
   }
 
+#ifdef TILEATTN_AMX
+  // ---- The matrix-unit path (AMX; see amx_tiles.hpp for the arithmetic) ----
+  //
+  // The same algorithm as the vector path, with Q K^T and P V on the tile unit and each float operand as
+  // three bfloat16 parts. K and V are split and laid out for the unit once per call (a panel per kv head,
+  // kv heads in waves of at most kAmxPanelBytes), since splitting costs as much as a few hundred rows'
+  // products; the items then read their tiles from the panels. Per block of 32 rows and tile of keys:
+  //   S = Q K^T on the unit (32 x 32 scores per step), stored; the online softmax per row on the vector
+  //   unit, as in softmax_rows (keys a row may not see selected away, so their probabilities are exactly
+  //   0), each probability split into its parts; O (in memory) rescaled by alpha where the max changed,
+  //   then O += P V on the unit.
+  // A row's arithmetic depends only on its own data and the tile size: not on the thread count or on
+  // which rows share an item or a block (the unit's rows are independent).
+  // Inputs the parts cannot represent (NaN, infinite, >= 2^127): a query row is computed by the reference
+  // path; a kv head with such a key takes the vector path (process) for all its rows; values reach
+  // write_result's check of the output sums, which recomputes the row by the reference path.
+  static constexpr int64_t kAmxMinHeadDim = 64;
+  static constexpr int64_t kAmxTileKeys = 256;                // keys per tile (the softmax's rescale points)
+  static constexpr int64_t kAmxPanelBytes = int64_t{16} << 20;  // K and V parts of a wave of kv heads, at most
+  static constexpr int64_t kAmxItemBytes = int64_t{3} << 19;    // an item's rows and panel, for an item per kv head
+
+  int64_t amx_k_plane() const { return panel_keys_ * dq_; }    // bfloat16 per part of a panel's K
+  int64_t amx_v_plane() const { return panel_keys_ * dvp_; }   // ... of its V
+  int64_t amx_head_elems() const { return 3 * (amx_k_plane() + amx_v_plane()); }
+  int64_t amx_stage_floats() const { return 16 * dq_ + 2 * dvp_ + 256; }
+
+  void run_amx() {
+    namespace ad = amx_detail;
+    const int64_t heads = p_.batch * p_.heads_kv;
+    const int64_t head_elems = amx_head_elems();
+    const int64_t tiles = ceil_div(panel_keys_, kAmxTileKeys);
+    const std::size_t bytes = carve(nullptr).bytes;
+    const Partials parts{};
+    if (q_blocks_ == 1) {
+      // An item holds every row of its kv head: it splits the head's K and V itself, into its own scratch
+      // (L2 keeps it), no pass of its own, no memory traffic for shared panels.
+      const std::size_t panel_bytes = static_cast<std::size_t>(head_elems) * sizeof(uint16_t);
+      std::atomic<int64_t> next{0};
+      detail::parallel_for(std::min<int64_t>(threads_, heads), 1, threads_, [&](int64_t, int64_t) {
+        const detail::FlushDenormals ftz;
+        const ad::TileScope unit;
+        char* const base = static_cast<char*>(detail::thread_scratch().get(bytes + panel_bytes));
+        const Workspace ws = carve(base);
+        auto* const panel = reinterpret_cast<uint16_t*>(base + bytes);
+        Prefetch pf;
+        for (int64_t item = next.fetch_add(1, std::memory_order_relaxed); item < heads;
+             item = next.fetch_add(1, std::memory_order_relaxed)) {
+          const ItemPos it = locate(item);
+          bool bad = false;
+          for (int64_t t = 0; t < tiles; ++t) bad = amx_pack_tile(panel, item, t * kAmxTileKeys, ws.qrow) || bad;
+          if (bad) {
+            process(ws, it, 0, parts, pf, -1);  // a key the parts cannot represent: the vector path
+          } else {
+            amx_process(ws, it, panel);
+          }
+          detail::yield_point();
+        }
+      });
+      return;
+    }
+    const int64_t per_wave = std::clamp<int64_t>(kAmxPanelBytes / (2 * head_elems), 1, heads);
+    detail::Carver measure;
+    measure.take<uint16_t>(detail::checked_mul(static_cast<std::size_t>(per_wave), static_cast<std::size_t>(head_elems)));
+    measure.take<uint8_t>(static_cast<std::size_t>(per_wave * tiles));
+    detail::Carver c(detail::call_scratch().get(measure.measured()));
+    uint16_t* const panels = c.take<uint16_t>(static_cast<std::size_t>(per_wave * head_elems));
+    uint8_t* const bad = c.take<uint8_t>(static_cast<std::size_t>(per_wave * tiles));
+    for (int64_t w0 = 0; w0 < heads; w0 += per_wave) {
+      const int64_t nh = std::min(per_wave, heads - w0);
+      detail::parallel_for(nh * tiles, 1, threads_, [&](int64_t begin, int64_t end) {
+        const detail::FlushDenormals ftz;
+        for (int64_t job = begin; job < end; ++job) {
+          float* const stage = static_cast<float*>(detail::thread_scratch().get(amx_stage_floats() * sizeof(float)));
+          bad[job] = amx_pack_tile(panels + job / tiles * head_elems, w0 + job / tiles, job % tiles * kAmxTileKeys, stage);
+        }
+      });
+      const int64_t items = nh * q_blocks_;
+      std::atomic<int64_t> next{0};
+      detail::parallel_for(std::min<int64_t>(threads_, items), 1, threads_, [&](int64_t, int64_t) {
+        const detail::FlushDenormals ftz;
+        const ad::TileScope unit;
+        const Workspace ws = carve(detail::thread_scratch().get(bytes));
+        Prefetch pf;
+        for (int64_t item = next.fetch_add(1, std::memory_order_relaxed); item < items;
+             item = next.fetch_add(1, std::memory_order_relaxed)) {
+          const ItemPos it = locate(item, w0, nh);
+          const int64_t h = it.b * p_.heads_kv + it.g - w0;
+          if (std::any_of(bad + h * tiles, bad + (h + 1) * tiles, [](uint8_t x) { return x != 0; })) {
+            process(ws, it, 0, parts, pf, -1);  // a key the parts cannot represent: the vector path
+          } else {
+            amx_process(ws, it, panels + h * head_elems);
+          }
+          detail::yield_point();
+        }
+      });
+    }
+  }
+
+  // Splits keys [j0, j0 + kAmxTileKeys) of kv head bh into its panel (keys past the sequence as zeros):
+  //   K part k: [key block of 16][d chunk of 32][16 d pairs][16 keys][2] (B tiles of Q K^T, 1 KiB each);
+  //   V part k: [column block of 16][key pair][16 columns][2] (B tiles of P V: 16 consecutive pairs).
+  // Returns whether a key holds a value the parts cannot represent.
+  // stage: amx_stage_floats() floats of scratch.
+  bool amx_pack_tile(uint16_t* panel, int64_t bh, int64_t j0, float* stage) const {
+    namespace ad = amx_detail;
+    const int64_t b = bh / p_.heads_kv, g = bh % p_.heads_kv;
+    const int64_t kbase = geo_.k_at(b, g), vbase = geo_.v_at(b, g), len = geo_.len_k(b);
+    const int64_t ndc = dq_ / ad::kDepth, nvb = dvp_ / 16;
+    const int64_t keys = std::min(kAmxTileKeys, panel_keys_ - j0);  // a multiple of 32
+    float* const vrow = stage + 16 * dq_;
+    uint32_t* const tmp = reinterpret_cast<uint32_t*>(vrow + 2 * dvp_);  // 16 keys x 16 pairs, one part
+    __mmask16 bad = 0;
+    for (int64_t x = 0; x < keys; x += 16) {
+      for (int64_t w = 0; w < 16; ++w) {
+        float* dst = stage + w * dq_;
+        const int64_t j = j0 + x + w;
+        const int64_t n = j < len ? p_.head_dim : 0;
+        if (n > 0) read_row<A, T>(p_.k, kbase + j * p_.k_seq_stride, p_.k_dim_stride, n, dst);
+        std::fill(dst + n, dst + dq_, 0.0f);
+      }
+      for (int64_t dc = 0; dc < ndc; ++dc) {
+        __m512i keys[3][16];
+        for (int w = 0; w < 16; ++w) {
+          const __m512 lo = _mm512_loadu_ps(stage + w * dq_ + dc * ad::kDepth);
+          const __m512 hi = _mm512_loadu_ps(stage + w * dq_ + dc * ad::kDepth + 16);
+          bad |= ad::unsplittable(lo) | ad::unsplittable(hi);
+          __m256i hl[3], hh[3];
+          ad::split3(lo, hl);
+          ad::split3(hi, hh);
+          for (int k = 0; k < 3; ++k) keys[k][w] = _mm512_inserti64x4(_mm512_castsi256_si512(hl[k]), hh[k], 1);
+        }
+        for (int k = 0; k < 3; ++k) {
+          for (int w = 0; w < 16; ++w) _mm512_storeu_si512(tmp + w * 16, keys[k][w]);
+          uint16_t* tile = panel + k * amx_k_plane() + ((j0 + x) / 16 * ndc + dc) * ad::kTileElems;
+          transpose_block(reinterpret_cast<const float*>(tmp), 16, reinterpret_cast<float*>(tile), 16);
+        }
+      }
+    }
+    uint16_t* const vpanel = panel + 3 * amx_k_plane();
+    for (int64_t x = 0; x < keys; x += 2) {
+      for (int64_t w = 0; w < 2; ++w) {
+        float* dst = vrow + w * dvp_;
+        const int64_t j = j0 + x + w;
+        const int64_t n = j < len ? p_.head_dim_v : 0;
+        if (n > 0) read_row<A, T>(p_.v, vbase + j * p_.v_seq_stride, p_.v_dim_stride, n, dst);
+        std::fill(dst + n, dst + dvp_, 0.0f);
+      }
+      for (int64_t n = 0; n < nvb; ++n) {
+        __m256i ha[3], hb[3];
+        ad::split3(_mm512_loadu_ps(vrow + n * 16), ha);
+        ad::split3(_mm512_loadu_ps(vrow + dvp_ + n * 16), hb);
+        for (int k = 0; k < 3; ++k) {
+          uint16_t* dst = vpanel + k * amx_v_plane() + n * panel_keys_ * 16 + (j0 + x) / 2 * 32;
+          _mm512_storeu_si512(dst, ad::pairs(ha[k], hb[k]));
+        }
+      }
+    }
+    return bad != 0;
+  }
+
+  // The item's query rows split into parts (rows past nrows zero), row r's part k at qa + (k rows_cap + r) dq.
+  void amx_pack_q(const Workspace& ws, int64_t b, int64_t g, int64_t i0, int64_t nq, int64_t nrows) const {
+    namespace ad = amx_detail;
+    const int64_t plane = rows_cap_ * dq_;
+    for (int64_t r = 0; r < rows_cap_; ++r) {
+      uint16_t* dst = ws.qa + r * dq_;
+      ws.qbad[r] = 0;
+      if (r >= nrows) {
+        for (int k = 0; k < 3; ++k) std::fill(dst + k * plane, dst + k * plane + dq_, uint16_t{0});
+        continue;
+      }
+      read_row<A, T>(p_.q, geo_.q_at(b, head_of(g, r, nq), i0 + r % nq), p_.q_dim_stride, p_.head_dim, ws.qrow);
+      std::fill(ws.qrow + p_.head_dim, ws.qrow + dq_, 0.0f);
+      __mmask16 bad = 0;
+      for (int64_t d = 0; d < dq_; d += 16) {
+        __m512 x = _mm512_loadu_ps(ws.qrow + d);
+        if (negate_q_) x = _mm512_sub_ps(_mm512_setzero_ps(), x);
+        bad |= ad::unsplittable(x);
+        __m256i h[3];
+        ad::split3(x, h);
+        for (int k = 0; k < 3; ++k) ad::store256(dst + k * plane + d, h[k]);
+      }
+      ws.qbad[r] = bad != 0;
+    }
+  }
+
+  void amx_process(const Workspace& ws, const ItemPos& it, const uint16_t* panel) const {
+    namespace ad = amx_detail;
+    if (it.empty) return;
+    const int64_t b = it.b, g = it.g, i0 = it.i0, nq = it.nq, nrows = it.nrows;
+    int64_t klo = std::numeric_limits<int64_t>::max(), khi = 0;
+    for (int64_t r = 0; r < nrows; ++r) {
+      const detail::RowRange rr = detail::visible_range(geo_, mask_, b, head_of(g, r, nq), i0 + r % nq);
+      ws.lo[r] = rr.lo;
+      ws.hi[r] = rr.hi;
+      if (rr.lo < rr.hi) klo = std::min(klo, rr.lo), khi = std::max(khi, rr.hi);
+    }
+    amx_pack_q(ws, b, g, i0, nq, nrows);
+    std::fill(ws.o, ws.o + rows_cap_ * dvp_, A(0));
+    std::fill(ws.m, ws.m + rows_cap_, -std::numeric_limits<A>::infinity());
+    std::fill(ws.l, ws.l + rows_cap_, A(0));
+    const uint16_t* const vpanel = panel + 3 * amx_k_plane();
+    for (int64_t j0 = klo == std::numeric_limits<int64_t>::max() ? khi : klo / kAmxTileKeys * kAmxTileKeys; j0 < khi;
+         j0 += kAmxTileKeys) {
+      for (int64_t rb = 0; rb < nrows; rb += ad::kRows) {
+        int64_t amin = kAmxTileKeys, emax = 0;  // the keys of this tile that some row of the block sees
+        for (int64_t row = rb; row < std::min(nrows, rb + ad::kRows); ++row) {
+          const int64_t a = std::clamp<int64_t>(ws.lo[row] - j0, 0, kAmxTileKeys);
+          const int64_t e = std::clamp<int64_t>(ws.hi[row] - j0, 0, kAmxTileKeys);
+          if (a < e) amin = std::min(amin, a), emax = std::max(emax, e);
+        }
+        if (emax == 0) continue;
+        const int64_t kc0 = amin / ad::kKeys, kc1 = ceil_div(emax, ad::kKeys);
+        amx_scores(ws, rb, panel, j0, kc0, kc1);
+        amx_softmax(ws, rb, nrows, j0, kc0, kc1);
+        if (dvp_ / 16 >= 2) amx_pv<true>(ws, rb, vpanel, j0, kc0, kc1, 0);
+        for (int64_t n = 2; n + 2 <= dvp_ / 16; n += 2) amx_pv<true>(ws, rb, vpanel, j0, kc0, kc1, n);
+        if (dvp_ / 16 % 2 != 0) amx_pv<false>(ws, rb, vpanel, j0, kc0, kc1, dvp_ / 16 - 1);
+      }
+    }
+    for (int64_t r = 0; r < nrows; ++r) {
+      const int64_t h = head_of(g, r, nq), i = i0 + r % nq;
+      if (ws.qbad[r]) {
+        reference_attention_row(p_, b, h, i);
+      } else {
+        write_result(b, h, i, ws.o + r * dvp_, ws.m[r], ws.l[r]);
+      }
+    }
+  }
+
+  // S = Q K^T for the block of rows [rb, rb + 32) and keys j0 + [32 kc0, 32 kc1) into ws.sa (row stride
+  // kAmxTileKeys): per 32 x 32 step, four accumulators; per d chunk the six part products, smallest first.
+  void amx_scores(const Workspace& ws, int64_t rb, const uint16_t* kpanel, int64_t j0, int64_t kc0, int64_t kc1) const {
+    namespace ad = amx_detail;
+    const int64_t ndc = dq_ / ad::kDepth;
+    const int64_t qplane = rows_cap_ * dq_, kplane = amx_k_plane();
+    const int ldq = static_cast<int>(dq_ * 2);
+    constexpr int kLds = kAmxTileKeys * 4;
+    const int64_t next_block = ndc * ad::kTileElems;  // the next 16 keys
+    const uint16_t* const q = ws.qa + rb * dq_;
+    for (int64_t kc = kc0; kc < kc1; ++kc) {
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      const uint16_t* const kb = kpanel + (j0 + kc * ad::kKeys) / 16 * next_block;
+      for (int64_t dc = 0; dc < ndc; ++dc) {
+        const uint16_t* qd = q + dc * ad::kDepth;
+        const uint16_t* kd = kb + dc * ad::kTileElems;
+        const auto load_q = [&](int part) {
+          _tile_loadd(4, qd + part * qplane, ldq);
+          _tile_loadd(5, qd + part * qplane + 16 * dq_, ldq);
+        };
+        const auto product = [&](int part) {
+          _tile_loadd(6, kd + part * kplane, 64);
+          _tile_loadd(7, kd + part * kplane + next_block, 64);
+          _tile_dpbf16ps(0, 4, 6);
+          _tile_dpbf16ps(1, 4, 7);
+          _tile_dpbf16ps(2, 5, 6);
+          _tile_dpbf16ps(3, 5, 7);
+        };
+        load_q(2);
+        product(0);
+        load_q(1);
+        product(1);
+        product(0);
+        load_q(0);
+        product(2);
+        product(1);
+        product(0);
+      }
+      float* const s = ws.sa + kc * ad::kKeys;
+      _tile_stored(0, s, kLds);
+      _tile_stored(1, s + 16, kLds);
+      _tile_stored(2, s + 16 * kAmxTileKeys, kLds);
+      _tile_stored(3, s + 16 * kAmxTileKeys + 16, kLds);
+    }
+  }
+
+  // The online softmax of the block's rows over the tile (as softmax_rows: new_max, alpha = 2^(m - m'),
+  // p = 2^(s c - m') with the keys a row may not see selected away), each row's probabilities of keys
+  // j0 + [32 kc0, 32 kc1) split into ws.pa (exactly 0 where not visible), and each row's O rescaled by
+  // alpha where its max changed.
+  void amx_softmax(const Workspace& ws, int64_t rb, int64_t nrows, int64_t j0, int64_t kc0, int64_t kc1) const {
+    namespace ad = amx_detail;
+    const A neg_inf = -std::numeric_limits<A>::infinity();
+    const int64_t pplane = ad::kRows * kAmxTileKeys;
+    const int64_t v0 = kc0 * ad::kKeys / W, v1 = kc1 * ad::kKeys / W;
+    const V cv = V::set1(c_);
+    // Lanes of vector v that are keys [a, e).
+    const auto lanes = [](int64_t v, int64_t a, int64_t e) {
+      const int64_t lo = std::clamp<int64_t>(a - v * W, 0, W), hi = std::clamp<int64_t>(e - v * W, 0, W);
+      return static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+    };
+    for (int64_t r = 0; r < ad::kRows; ++r) {
+      const int64_t row = rb + r;
+      const A* s = ws.sa + r * kAmxTileKeys;
+      uint16_t* pr = ws.pa + r * kAmxTileKeys;
+      int64_t a = 0, e = 0;
+      if (row < nrows) {
+        a = std::clamp<int64_t>(ws.lo[row] - j0, 0, kAmxTileKeys);
+        e = std::clamp<int64_t>(ws.hi[row] - j0, 0, kAmxTileKeys);
+      }
+      bool live = false;
+      A alpha = 1;
+      V neg_m = V::zero();
+      if (a < e) {
+        __m512 vmax = _mm512_set1_ps(neg_inf);
+        for (int64_t v = a / W; v < ceil_div(e, W); ++v) {
+          vmax = _mm512_mask_max_ps(vmax, lanes(v, a, e), vmax, _mm512_loadu_ps(s + v * W));
+        }
+        const A m_old = ws.m[row];
+        A m_new;
+        // c >= 0, so max(s) * c = max(s * c): rounding is monotonic.
+        if (new_max(m_old, _mm512_reduce_max_ps(vmax) * c_, s, a, e, &m_new)) {
+          live = true;
+          alpha = m_old == m_new ? A(1) : m_old == neg_inf ? A(0) : exp2_scalar(m_old - m_new);
+          ws.m[row] = m_new;
+          neg_m = V::set1(-m_new);
+        }
+      }
+      if (!live) {
+        for (int k = 0; k < 3; ++k) std::fill(pr + k * pplane + v0 * W, pr + k * pplane + v1 * W, uint16_t{0});
+        continue;
+      }
+      // kGroup vectors at a time, their exponentials and splits interleaved: one vector's chain of
+      // dependent instructions alone would leave most of the ports idle. (v1 - v0 is even: whole 32-key steps.)
+      V vsum = V::zero();
+      const auto group = [&](int64_t v, auto n_c) {
+        constexpr int N = decltype(n_c)::value;
+        V x[N];
+        TILEATTN_UNROLL
+        for (int i = 0; i < N; ++i) {
+          const V y = exponent<false>(V::load(s + (v + i) * W), cv, neg_m);
+          x[i].v = _mm512_mask_blend_ps(lanes(v + i, a, e), _mm512_set1_ps(neg_inf), y.v);  // 0 off range
+        }
+        exp2_n<N>(x);
+        __m256i h[N][3];
+        TILEATTN_UNROLL
+        for (int i = 0; i < N; ++i) vsum = add(vsum, x[i]);
+        ad::split3_n<N>(x, h);
+        TILEATTN_UNROLL
+        for (int i = 0; i < N; ++i) {
+          TILEATTN_UNROLL
+          for (int k = 0; k < 3; ++k) ad::store256(pr + k * pplane + (v + i) * W, h[i][k]);
+        }
+      };
+      int64_t v = v0;
+      for (; v + 4 <= v1; v += 4) group(v, std::integral_constant<int, 4>{});
+      for (; v < v1; v += 2) group(v, std::integral_constant<int, 2>{});
+      ws.l[row] = ws.l[row] * alpha + reduce_add(vsum);  // l = alpha l + rowsum(p)
+      if (alpha != A(1)) {
+        A* o = ws.o + row * dvp_;
+        const V av = V::set1(alpha);
+        for (int64_t x = 0; x < dvp_; x += W) mul(V::load(o + x), av).store(o + x);
+      }
+    }
+  }
+
+  // O += P V for the block of rows [rb, rb + 32), output columns [16 n, 16 n + 32) (kTwo) or [16 n, 16 n + 16),
+  // keys j0 + [32 kc0, 32 kc1): the accumulators loaded from O and stored back.
+  template <bool kTwo>
+  void amx_pv(const Workspace& ws, int64_t rb, const uint16_t* vpanel, int64_t j0, int64_t kc0, int64_t kc1,
+              int64_t n) const {
+    namespace ad = amx_detail;
+    const int64_t pplane = ad::kRows * kAmxTileKeys, vplane = amx_v_plane();
+    const int64_t next_cols = panel_keys_ * 16;  // the next column block of the V parts
+    constexpr int kLdp = kAmxTileKeys * 2;
+    const int ldo = static_cast<int>(dvp_ * 4);
+    float* const o = ws.o + rb * dvp_ + n * 16;
+    _tile_loadd(0, o, ldo);
+    _tile_loadd(2, o + 16 * dvp_, ldo);
+    if constexpr (kTwo) {
+      _tile_loadd(1, o + 16, ldo);
+      _tile_loadd(3, o + 16 * dvp_ + 16, ldo);
+    }
+    const uint16_t* const vn = vpanel + n * next_cols;
+    for (int64_t kc = kc0; kc < kc1; ++kc) {
+      const uint16_t* pk = ws.pa + kc * ad::kKeys;
+      const uint16_t* vk = vn + (j0 + kc * ad::kKeys) / 2 * 32;
+      const auto load_p = [&](int part) {
+        _tile_loadd(4, pk + part * pplane, kLdp);
+        _tile_loadd(5, pk + part * pplane + 16 * kAmxTileKeys, kLdp);
+      };
+      const auto product = [&](int part) {
+        _tile_loadd(6, vk + part * vplane, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(2, 5, 6);
+        if constexpr (kTwo) {
+          _tile_loadd(7, vk + part * vplane + next_cols, 64);
+          _tile_dpbf16ps(1, 4, 7);
+          _tile_dpbf16ps(3, 5, 7);
+        }
+      };
+      load_p(2);
+      product(0);
+      load_p(1);
+      product(1);
+      product(0);
+      load_p(0);
+      product(2);
+      product(1);
+      product(0);
+    }
+    _tile_stored(0, o, ldo);
+    _tile_stored(2, o + 16 * dvp_, ldo);
+    if constexpr (kTwo) {
+      _tile_stored(1, o + 16, ldo);
+      _tile_stored(3, o + 16 * dvp_ + 16, ldo);
+    }
+  }
+#endif
+
   void finish(const Workspace& ws, int64_t b, int64_t g, int64_t i0, int64_t nq, int64_t nrows) const {
     for (int64_t r = 0; r < nrows; ++r) {
       write_result(b, head_of(g, r, nq), i0 + r % nq, ws.o + r * dvp_, ws.m[r], ws.l[r]);
@@ -1498,6 +1966,11 @@ class TiledForward {
   // the max is exact.
   bool nats_ = transform_;
   A xf_c_ = transform_ ? A(1) : c_;
+#ifdef TILEATTN_AMX
+  bool amx_ = false;        // the matrix-unit path
+  int64_t dq_ = 0;          // head dim rounded up to the unit's depth (32)
+  int64_t panel_keys_ = 0;  // keys of a kv head's panel: the longest sequence, in whole tiles
+#endif
 };
 
 // The entry point of this instruction set's kernels.

@@ -150,7 +150,7 @@ void check_problem(const Problem& pr, tileattn::Isa isa) {
 std::vector<tileattn::Isa> runnable_isas() {
   std::vector<tileattn::Isa> out{tileattn::Isa::kBaseline};
   const auto best = tileattn::cpu_info().best_isa;
-  for (auto isa : {tileattn::Isa::kAvx2, tileattn::Isa::kAvx512}) {
+  for (auto isa : {tileattn::Isa::kAvx2, tileattn::Isa::kAvx512, tileattn::Isa::kAmx}) {
     if (static_cast<int>(isa) <= static_cast<int>(best)) out.push_back(isa);
   }
   return out;

@@ -14,7 +14,7 @@ from . import cuda as _cuda
 
 LAYOUTS = ("bhsd", "bshd")
 _PATHS = {"auto": 0, "tiled": 1, "reference": 2}
-_ISAS = {"auto": -1, "baseline": 0, "avx2": 1, "avx512": 2}
+_ISAS = {"auto": -1, "baseline": 0, "avx2": 1, "avx512": 2, "amx": 3}
 _NATIVE_CODES = {np.dtype(np.float32): 0, np.dtype(np.float64): 1, np.dtype(np.float16): 2}
 _BFLOAT16_CODE = 3
 _DTYPE_NAMES = "float32, float64, float16 or bfloat16 (ml_dtypes)"

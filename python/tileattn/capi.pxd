@@ -40,6 +40,7 @@ cdef extern from "tileattn/tileattn.h" nogil:
         TILEATTN_ISA_BASELINE
         TILEATTN_ISA_AVX2
         TILEATTN_ISA_AVX512
+        TILEATTN_ISA_AMX
 
     ctypedef struct tileattn_params:
         uint64_t struct_size

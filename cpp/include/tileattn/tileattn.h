@@ -70,7 +70,8 @@ typedef enum tileattn_isa {
   TILEATTN_ISA_AUTO = -1,
   TILEATTN_ISA_BASELINE = 0,
   TILEATTN_ISA_AVX2 = 1,
-  TILEATTN_ISA_AVX512 = 2
+  TILEATTN_ISA_AVX512 = 2,
+  TILEATTN_ISA_AMX = 3
 } tileattn_isa;
 
 /* Every option of tileattn.attention() / attention_varlen(). Strides are in elements (not bytes), in the

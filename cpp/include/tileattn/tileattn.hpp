@@ -27,7 +27,7 @@ enum class KernelPath : int32_t { kAuto = 0, kTiled = 1, kReference = 2 };
 
 // Instruction-set level of the tiled kernels. kAuto = the best this CPU supports (or the level forced
 // lower by the environment variable TILEATTN_ISA). A level above what the CPU supports is an error.
-enum class Isa : int32_t { kAuto = -1, kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
+enum class Isa : int32_t { kAuto = -1, kBaseline = 0, kAvx2 = 1, kAvx512 = 2, kAmx = 3 };
 
 // The whole contract between a caller and the kernels. All strides are in elements (not bytes), may be
 // zero or negative, and describe the logical layout (batch, head, seq, dim) whatever the memory order.

@@ -1,0 +1,146 @@
+"""The AMX matrix-unit path (TILEATTN_ISA level "amx", head dims >= 64, no element-wise options): float32
+products as three bfloat16 parts each, against the float64 oracle with the same error rule as every path;
+its two ways of splitting K and V (shared panels in waves of kv heads, or one panel per item when an item
+holds all of a kv head's rows), the fallbacks for values the parts cannot represent, and thread-count
+determinism. Skipped where the CPU (or the OS) offers no AMX."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import ALL_DTYPES, check_against_oracle, qkv, run, runnable_isas, tile_info
+from tileattn import reference
+
+pytestmark = pytest.mark.skipif("amx" not in runnable_isas(), reason="this CPU or OS has no AMX")
+
+AMX = ("tiled", "amx")
+VECTOR = ("tiled", "avx512")
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize(("d", "dv"), [(64, 64), (80, 48), (128, 128), (256, 96), (100, 130)])
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+def test_head_dims(rng, dtype, d, dv, causal):
+    q, k, v = qkv(rng, b=1, hq=4, hkv=2, sq=75, sk=301, d=d, dv=dv, dtype=dtype)
+    check_against_oracle(q, k, v, AMX, causal=causal)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize(
+    ("sq", "sk"), [(1, 2), (17, 255), (256, 256), (257, 513), (600, 97), (33, 1000)]
+)
+def test_seq_lengths(rng, sq, sk, causal):
+    """Around the 32-key steps, the 256-key tiles and the 32-row blocks."""
+    q, k, v = qkv(rng, b=2, hq=2, hkv=1, sq=sq, sk=sk, d=64)
+    check_against_oracle(q, k, v, AMX, causal=causal)
+
+
+def test_uses_the_amx_tiles():
+    """Head dims >= 64 in float accumulation take the matrix unit, whose KV tile is 256 keys; the rest
+    take the vector path (the same tiles as the avx512 level)."""
+    assert tile_info("float32", 1, 8, 8, 2048, 2048, 128, 128, isa="amx")[1] == 256
+    assert tile_info("bfloat16", 1, 8, 8, 2048, 2048, 64, 64, isa="amx")[1] == 256
+    for dtype, d in [("float32", 32), ("float64", 128)]:
+        args = (dtype, 1, 8, 8, 2048, 2048, d, d)
+        assert tile_info(*args, isa="amx") == tile_info(*args, isa="avx512")
+    assert tile_info("float32", 1, 8, 8, 2048, 2048, 128, 128, isa="avx512")[1] != 256
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        dict(
+            b=1, hq=3, hkv=3, sq=2100, sk=2100, d=256, dv=256
+        ),  # 6 MiB panels: waves of two kv heads
+        dict(b=1, hq=2, hkv=1, sq=1500, sk=700, d=64),  # several query blocks, one wave
+        dict(b=20, hq=2, hkv=1, sq=150, sk=150, d=64),  # an item per kv head, its own panel
+        dict(b=9, hq=4, hkv=2, sq=70, sk=333, d=128),  # ... with GQA
+    ],
+    ids=["waves", "blocks", "per-head", "per-head-gqa"],
+)
+def test_panel_layouts(rng, shape, causal):
+    q, k, v = qkv(rng, **shape)
+    check_against_oracle(q, k, v, AMX, causal=causal)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 8])
+@pytest.mark.parametrize(
+    "shape",
+    [dict(b=1, hq=4, hkv=2, sq=700, sk=900, d=64), dict(b=12, hq=2, hkv=1, sq=100, sk=300, d=128)],
+    ids=["blocks", "per-head"],
+)
+def test_thread_count_determinism(rng, shape, threads):
+    """The item layout may change with the thread count (an item per kv head needs enough of them): the
+    arithmetic of each row does not."""
+    q, k, v = qkv(rng, **shape)
+    base, base_lse = run(q, k, v, AMX, causal=True, return_lse=True, num_threads=1)
+    out, lse = run(q, k, v, AMX, causal=True, return_lse=True, num_threads=threads)
+    assert np.array_equal(out, base) and np.array_equal(lse, base_lse)
+
+
+@pytest.mark.parametrize("layout", ["bhsd", "bshd"])
+def test_strided_and_options(rng, layout):
+    """Views with gaps, a sliding window, per-sequence lengths and packed sequences on the unit."""
+    q, k, v = qkv(rng, b=2, hq=4, hkv=2, sq=90, sk=300, d=96, layout=layout)
+    check_against_oracle(q, k, v, AMX, layout=layout, window=(40, 5))
+    big = np.asarray(rng.standard_normal((2, 4, 90, 192)), np.float32)
+    check_against_oracle(big[..., ::2], big[:, :2, :, 1::2], big[:, 2:, :, ::2], AMX)
+    q, k, v = qkv(rng, b=3, hq=2, hkv=1, sq=80, sk=260, d=64)
+    check_against_oracle(
+        q, k, v, AMX, causal=True, q_lengths=np.array([80, 1, 33]), kv_lengths=np.array([260, 7, 0])
+    )
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_non_finite_inputs(rng, dtype, bad):
+    """Values the parts cannot represent: a query row goes to the reference path, a kv head with such a
+    key to the vector path, a value to the check of the output sums; hidden ones never leak."""
+    q, k, v = qkv(rng, b=1, hq=2, hkv=1, sq=300, sk=300, d=64, dtype=dtype)
+    q, k, v = q.copy(), k.copy(), v.copy()
+    k[:, :, 250] = bad  # visible to rows i >= 250 only
+    v[:, :, 260] = bad  # visible to rows i >= 260 only
+    q[:, 1, 10, 5] = bad
+    out, lse = run(q, k, v, AMX, causal=True, return_lse=True)
+    vec, vec_lse = run(q, k, v, VECTOR, causal=True, return_lse=True)
+    out64, vec64 = out.astype(np.float64), vec.astype(np.float64)
+    assert np.array_equal(np.isnan(out64), np.isnan(vec64))
+    assert np.array_equal(np.isinf(out64), np.isinf(vec64))
+    assert np.isfinite(out64[:, 0, :250]).all()
+    assert np.isfinite(np.delete(out64[:, 1, :250], 10, axis=1)).all()
+    finite = np.isfinite(vec64)
+    np.testing.assert_allclose(out64[finite], vec64[finite], rtol=2e-2, atol=2e-2)
+    assert np.array_equal(np.isfinite(lse), np.isfinite(vec_lse))
+
+
+def test_values_near_the_largest_float(rng):
+    """A value of 3e38 overflows a bfloat16 part: the row is computed again by the reference path."""
+    q, k, v = qkv(rng, b=1, hq=1, sq=40, sk=64, d=64)
+    v = v.copy()
+    v[0, 0, 3] = 3.0e38
+    v[0, 0, 4] = -3.0e38
+    check_against_oracle(q, k, v, AMX)
+    q2 = q.copy()
+    q2[0, 0, 2] *= 1e37  # huge scores: the reference path, as on the vector path
+    out = run(q2, k, v, AMX)
+    np.testing.assert_allclose(out, run(q2, k, v, VECTOR), rtol=1e-5, atol=1e-30)
+
+
+def test_tiny_and_zero_scale(rng):
+    q, k, v = qkv(rng, b=1, hq=2, sq=100, sk=280, d=64)
+    check_against_oracle(q, k, v, AMX, scale=0.0)
+    check_against_oracle(q * np.float32(1e-20), k, v, AMX)
+    check_against_oracle(q, k, v, AMX, scale=-0.7)
+
+
+def test_matches_the_vector_path_closely(rng):
+    """Both paths are float32-accurate: they agree to a few units in the last place."""
+    q, k, v = qkv(rng, b=1, hq=8, sq=512, sk=512, d=128)
+    a = run(q, k, v, AMX, causal=True).astype(np.float64)
+    b = run(q, k, v, VECTOR, causal=True).astype(np.float64)
+    ref = reference.attention(q, k, v, causal=True)
+    scale = np.abs(ref).max()
+    assert np.abs(a - ref).max() <= 4e-7 * scale
+    assert np.abs(a - b).max() <= 8e-7 * scale
