@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import ALL_DTYPES, check_against_oracle, qkv, run, runnable_isas, tile_info
 from tileattn import reference
+
+from conftest import ALL_DTYPES, check_against_oracle, qkv, run, runnable_isas, tile_info
 
 pytestmark = pytest.mark.skipif("amx" not in runnable_isas(), reason="this CPU or OS has no AMX")
 
