@@ -547,6 +547,10 @@ class TiledForward {
     A neg_slope;          // -slope of the row's head (ALiBi), or 0
   };
 
+  struct AmxBlock {  // a block of 32 rows against a KV tile: its first row, the tile, its 32-key steps [kc0, kc1)
+    int64_t rb, j0, kc0, kc1;
+  };
+
   struct Workspace {
     A* q;         // rows_cap x dqp: packed query rows (sign of the scale folded in)
     A* o;         // rows_cap x dvp: output accumulators
@@ -565,10 +569,11 @@ class TiledForward {
     RowOptions* opt;  // rows_cap, when the scores transform
     // The matrix-unit path (amx_; amx_tiles.hpp), bfloat16 parts as uint16_t:
     uint16_t* qa;   // 3 x rows_cap x dq: the query rows' parts
-    float* sa;      // 32 x kAmxTileKeys: the scores of a block of rows
-    uint16_t* pa;   // 3 x 32 x kAmxTileKeys: their probabilities' parts
+    float* sa;      // 2 x 32 x kAmxTileKeys: the scores of two blocks of rows
+    uint16_t* pa;   // 2 x 3 x 32 x kAmxTileKeys: their probabilities' parts
     float* qrow;    // dq: one query row as float
     uint8_t* qbad;  // rows_cap: a row whose query the parts cannot represent (computed by the reference path)
+    AmxBlock* blocks;  // rows_cap / 32: the blocks of rows that see a tile
     std::size_t bytes;
   };
 
@@ -600,10 +605,12 @@ class TiledForward {
       const auto dq = static_cast<std::size_t>(dq_);
       const auto block = static_cast<std::size_t>(amx_detail::kRows * kAmxTileKeys);
       ws.qa = c.take<uint16_t>(detail::checked_mul(3 * rows, dq));
-      ws.sa = c.take<float>(block);
-      ws.pa = c.take<uint16_t>(3 * block);
+      ws.sa = c.take<float>(2 * block);      // two buffers: the pipeline's
+      ws.pa = c.take<uint16_t>(2 * 3 * block);
       ws.qrow = c.take<float>(static_cast<std::size_t>(amx_stage_floats()));  // also amx_pack_tile's stage
       ws.qbad = c.take<uint8_t>(rows);
+      ws.blocks = c.take<AmxBlock>(detail::checked_mul(rows / amx_detail::kRows,
+                                                       static_cast<std::size_t>(ceil_div(panel_keys_, kAmxTileKeys))));
     }
 #endif
     ws.bytes = c.measured();
@@ -1668,6 +1675,180 @@ class TiledForward {
     }
   }
 
+  // The tile work of one block of rows against one KV tile, as a sequence of steps that the softmax of
+  // another block issues a few at a time between its vectors (amx_pace): the tile unit and the vector
+  // ports then work at once. (In program order, one block's products, ~1,500 cycles and more, fill the
+  // reorder buffer and the vector work behind them waits: run one after the other, scores, softmax and
+  // P V cost their sum.) A step is one part product: two B tile loads and four tile products, with the
+  // A loads and a unit's accumulator set-up and stores around it.
+  //   scores: a unit per 32-key step kc: C = 0; per d chunk the six products; C -> S;
+  //   P V: a unit per pair of 16-column blocks of O: C <- O; per 32-key step the six products; C -> O.
+  struct AmxJob {
+    bool pv;           // P V, else scores
+    int64_t rb, j0;    // the block's first row (in the item) and tile
+    int64_t kc0, kc1;  // its 32-key steps of the tile
+    float* s;          // scores: where they go (row stride kAmxTileKeys)
+    const uint16_t* p;  // P V: the probabilities' parts
+    int64_t units, steps;  // units of the job, steps per unit
+  };
+  struct AmxQueue {
+    AmxJob job[2];
+    int jobs = 0, at = 0;          // jobs queued, the one in progress
+    int64_t unit = 0, step = 0;    // position within it
+    int64_t total = 0, issued = 0;  // steps of all jobs, steps done
+    uint64_t rate = 0;              // steps per unit of the pace, times 2^32
+  };
+
+  // The part products of a job, one per step: the parts of the row operand (Q or P) and of the column
+  // operand (K or V), and which of them each step loads. Inputs that are bfloat16 already have one part
+  // (x1 = x2 = 0), float16 two (11 significant bits): only the products of nonzero parts whose weight is
+  // at least 2^-18 of the first parts' product run: float32 Q K^T 6, float16 4, bfloat16 1; P V (P has
+  // three parts) 6, 5 and 3. Smallest products first and the first parts' product last; consecutive
+  // products share an operand where they can, so that most steps load two tiles, not four.
+  struct AmxProducts {
+    int n = 0;
+    int8_t row[6] = {}, col[6] = {};
+    bool load_row[6] = {}, load_col[6] = {};
+  };
+  static AmxProducts amx_products(int row_parts, int col_parts) {
+    AmxProducts p;
+    bool used[3][3] = {};
+    int cur_i = -1, cur_j = -1;
+    const auto wanted = [&](int i, int j) { return i < row_parts && j < col_parts && i + j <= 2 && !used[i][j]; };
+    int left = 0;
+    for (int i = 0; i < 3; ++i) {
+      for (int j = 0; j < 3; ++j) left += wanted(i, j);
+    }
+    for (; left > 0; --left) {
+      int bi = -1, bj = -1, best = -1;  // score: sharing an operand first, then the smaller product
+      for (int i = 0; i < 3; ++i) {
+        for (int j = 0; j < 3; ++j) {
+          if (!wanted(i, j) || (i == 0 && j == 0 && left > 1)) continue;
+          const int score = 4 * (i == cur_i || j == cur_j) + i + j;
+          if (score > best) best = score, bi = i, bj = j;
+        }
+      }
+      used[bi][bj] = true;
+      p.row[p.n] = static_cast<int8_t>(bi);
+      p.col[p.n] = static_cast<int8_t>(bj);
+      p.load_row[p.n] = bi != cur_i;
+      p.load_col[p.n] = bj != cur_j;
+      ++p.n;
+      cur_i = bi, cur_j = bj;
+    }
+    return p;
+  }
+
+  void amx_queue(AmxQueue& q, const AmxJob& j) const {
+    q.job[q.jobs++] = j;
+    q.total += j.units * j.steps;
+  }
+  AmxJob amx_scores_job(const AmxBlock& b, float* s) const {
+    return {false, b.rb, b.j0, b.kc0, b.kc1, s, nullptr, b.kc1 - b.kc0, qk_prods_.n * (dq_ / amx_detail::kDepth)};
+  }
+  AmxJob amx_pv_job(const AmxBlock& b, const uint16_t* p) const {
+    return {true, b.rb, b.j0, b.kc0, b.kc1, nullptr, p, ceil_div(dvp_ / 16, 2), pv_prods_.n * (b.kc1 - b.kc0)};
+  }
+
+  // One step of the queue's current job (there must be one left).
+  void amx_step(const Workspace& ws, AmxQueue& q, const uint16_t* panel) const {
+    namespace ad = amx_detail;
+    const AmxJob& j = q.job[q.at];
+    const int64_t j0 = j.j0;
+    const AmxProducts& pr = j.pv ? pv_prods_ : qk_prods_;
+    const int64_t prod = q.step % pr.n;
+    if (!j.pv) {
+      const int64_t ndc = dq_ / ad::kDepth;
+      const int64_t next_block = ndc * ad::kTileElems;  // the next 16 keys
+      const int64_t kc = j.kc0 + q.unit, dc = q.step / pr.n;
+      if (q.step == 0) {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+      }
+      if (pr.load_row[prod]) {
+        const uint16_t* qd = ws.qa + (pr.row[prod] * rows_cap_ + j.rb) * dq_ + dc * ad::kDepth;
+        _tile_loadd(4, qd, static_cast<int>(dq_ * 2));
+        _tile_loadd(5, qd + 16 * dq_, static_cast<int>(dq_ * 2));
+      }
+      if (pr.load_col[prod]) {
+        const uint16_t* kd = panel + pr.col[prod] * amx_k_plane() + (j0 + kc * ad::kKeys) / 16 * next_block +
+                             dc * ad::kTileElems;
+        _tile_loadd(6, kd, 64);
+        _tile_loadd(7, kd + next_block, 64);
+      }
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(1, 4, 7);
+      _tile_dpbf16ps(2, 5, 6);
+      _tile_dpbf16ps(3, 5, 7);
+      if (q.step == j.steps - 1) {
+        constexpr int kLds = kAmxTileKeys * 4;
+        float* const s = j.s + kc * ad::kKeys;
+        _tile_stored(0, s, kLds);
+        _tile_stored(1, s + 16, kLds);
+        _tile_stored(2, s + 16 * kAmxTileKeys, kLds);
+        _tile_stored(3, s + 16 * kAmxTileKeys + 16, kLds);
+      }
+    } else {
+      const int64_t n = 2 * q.unit, kc = j.kc0 + q.step / pr.n;
+      const bool two = n + 1 < dvp_ / 16;
+      const int64_t next_cols = panel_keys_ * 16;  // the next column block of the V parts
+      const int ldo = static_cast<int>(dvp_ * 4);
+      float* const o = ws.o + j.rb * dvp_ + n * 16;
+      if (q.step == 0) {
+        _tile_loadd(0, o, ldo);
+        _tile_loadd(2, o + 16 * dvp_, ldo);
+        if (two) {
+          _tile_loadd(1, o + 16, ldo);
+          _tile_loadd(3, o + 16 * dvp_ + 16, ldo);
+        }
+      }
+      if (pr.load_row[prod]) {
+        constexpr int kLdp = kAmxTileKeys * 2;
+        const uint16_t* pk = j.p + pr.row[prod] * ad::kRows * kAmxTileKeys + kc * ad::kKeys;
+        _tile_loadd(4, pk, kLdp);
+        _tile_loadd(5, pk + 16 * kAmxTileKeys, kLdp);
+      }
+      const uint16_t* vk = panel + 3 * amx_k_plane() + pr.col[prod] * amx_v_plane() + n * next_cols +
+                           (j0 + kc * ad::kKeys) / 2 * 32;
+      if (pr.load_col[prod]) _tile_loadd(6, vk, 64);
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(2, 5, 6);
+      if (two) {
+        if (pr.load_col[prod]) _tile_loadd(7, vk + next_cols, 64);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(3, 5, 7);
+      }
+      if (q.step == j.steps - 1) {
+        _tile_stored(0, o, ldo);
+        _tile_stored(2, o + 16 * dvp_, ldo);
+        if (two) {
+          _tile_stored(1, o + 16, ldo);
+          _tile_stored(3, o + 16 * dvp_ + 16, ldo);
+        }
+      }
+    }
+    ++q.issued;
+    if (++q.step == j.steps) {
+      q.step = 0;
+      if (++q.unit == j.units) q.unit = 0, ++q.at;
+    }
+  }
+
+  // Issues the queue's steps up to the share `done / total` of them (the share in 32-bit fixed point,
+  // rounded up, set by amx_rate: no division per call).
+  static void amx_rate(AmxQueue& q, int64_t total) {
+    q.rate = total > 0 ? static_cast<uint64_t>((q.total << 32) + total - 1) / static_cast<uint64_t>(total) : 0;
+  }
+  void amx_pace(const Workspace& ws, AmxQueue& q, const uint16_t* panel, int64_t done) const {
+    const int64_t target = std::min(q.total, static_cast<int64_t>((static_cast<uint64_t>(done) * q.rate) >> 32));
+    while (q.issued < target) amx_step(ws, q, panel);
+  }
+  void amx_drain(const Workspace& ws, AmxQueue& q, const uint16_t* panel) const {
+    while (q.issued < q.total) amx_step(ws, q, panel);
+  }
+
   void amx_process(const Workspace& ws, const ItemPos& it, const uint16_t* panel) const {
     namespace ad = amx_detail;
     if (it.empty) return;
@@ -1683,24 +1864,43 @@ class TiledForward {
     std::fill(ws.o, ws.o + rows_cap_ * dvp_, A(0));
     std::fill(ws.m, ws.m + rows_cap_, -std::numeric_limits<A>::infinity());
     std::fill(ws.l, ws.l + rows_cap_, A(0));
-    const uint16_t* const vpanel = panel + 3 * amx_k_plane();
+    float* const sbuf[2] = {ws.sa, ws.sa + ad::kRows * kAmxTileKeys};
+    uint16_t* const pbuf[2] = {ws.pa, ws.pa + 3 * ad::kRows * kAmxTileKeys};
+    // The (tile, block of rows) pairs that see some key, tile by tile, with their 32-key steps. They run in
+    // a pipeline: the softmax of pair x alongside the scores of pair x + 1 and the P V of pair x - 1
+    // (scores and probabilities in two buffers each), across tiles too.
+    int64_t nb = 0;
     for (int64_t j0 = klo == std::numeric_limits<int64_t>::max() ? khi : klo / kAmxTileKeys * kAmxTileKeys; j0 < khi;
          j0 += kAmxTileKeys) {
       for (int64_t rb = 0; rb < nrows; rb += ad::kRows) {
-        int64_t amin = kAmxTileKeys, emax = 0;  // the keys of this tile that some row of the block sees
+        int64_t amin = kAmxTileKeys, emax = 0;
         for (int64_t row = rb; row < std::min(nrows, rb + ad::kRows); ++row) {
           const int64_t a = std::clamp<int64_t>(ws.lo[row] - j0, 0, kAmxTileKeys);
           const int64_t e = std::clamp<int64_t>(ws.hi[row] - j0, 0, kAmxTileKeys);
           if (a < e) amin = std::min(amin, a), emax = std::max(emax, e);
         }
-        if (emax == 0) continue;
-        const int64_t kc0 = amin / ad::kKeys, kc1 = ceil_div(emax, ad::kKeys);
-        amx_scores(ws, rb, panel, j0, kc0, kc1);
-        amx_softmax(ws, rb, nrows, j0, kc0, kc1);
-        if (dvp_ / 16 >= 2) amx_pv<true>(ws, rb, vpanel, j0, kc0, kc1, 0);
-        for (int64_t n = 2; n + 2 <= dvp_ / 16; n += 2) amx_pv<true>(ws, rb, vpanel, j0, kc0, kc1, n);
-        if (dvp_ / 16 % 2 != 0) amx_pv<false>(ws, rb, vpanel, j0, kc0, kc1, dvp_ / 16 - 1);
+        if (emax > 0) ws.blocks[nb++] = {rb, j0, amin / ad::kKeys, ceil_div(emax, ad::kKeys)};
       }
+    }
+    if (nb > 0) {
+      AmxQueue q;
+      amx_queue(q, amx_scores_job(ws.blocks[0], sbuf[0]));
+      amx_drain(ws, q, panel);
+      for (int64_t x = 0; x < nb; ++x) {
+        const AmxBlock& blk = ws.blocks[x];
+        q = AmxQueue{};
+        if (x > 0) {
+          amx_queue(q, amx_pv_job(ws.blocks[x - 1], pbuf[(x - 1) % 2]));
+          // The same rows (a single block per tile): their P V before this softmax rescales their O.
+          if (ws.blocks[x - 1].rb == blk.rb) amx_drain(ws, q, panel);
+        }
+        if (x + 1 < nb) amx_queue(q, amx_scores_job(ws.blocks[x + 1], sbuf[(x + 1) % 2]));
+        amx_softmax(ws, blk, nrows, sbuf[x % 2], pbuf[x % 2], q, panel);
+        amx_drain(ws, q, panel);
+      }
+      q = AmxQueue{};
+      amx_queue(q, amx_pv_job(ws.blocks[nb - 1], pbuf[(nb - 1) % 2]));
+      amx_drain(ws, q, panel);
     }
     for (int64_t r = 0; r < nrows; ++r) {
       const int64_t h = head_of(g, r, nq), i = i0 + r % nq;
@@ -1712,64 +1912,18 @@ class TiledForward {
     }
   }
 
-  // S = Q K^T for the block of rows [rb, rb + 32) and keys j0 + [32 kc0, 32 kc1) into ws.sa (row stride
-  // kAmxTileKeys): per 32 x 32 step, four accumulators; per d chunk the six part products, smallest first.
-  void amx_scores(const Workspace& ws, int64_t rb, const uint16_t* kpanel, int64_t j0, int64_t kc0, int64_t kc1) const {
+  // The online softmax of a block's rows over the tile (as softmax_rows: new_max, alpha = 2^(m - m'),
+  // p = 2^(s c - m') with the keys a row may not see selected away), from the scores at s; each row's
+  // probabilities of the block's 32-key steps split into parts at p (exactly 0 where not visible), and
+  // each row's O rescaled by alpha where its max changed. Issues the queue's tile steps as it goes.
+  void amx_softmax(const Workspace& ws, const AmxBlock& blk, int64_t nrows, const float* sbase, uint16_t* pbase,
+                   AmxQueue& q, const uint16_t* panel) const {
     namespace ad = amx_detail;
-    const int64_t ndc = dq_ / ad::kDepth;
-    const int64_t qplane = rows_cap_ * dq_, kplane = amx_k_plane();
-    const int ldq = static_cast<int>(dq_ * 2);
-    constexpr int kLds = kAmxTileKeys * 4;
-    const int64_t next_block = ndc * ad::kTileElems;  // the next 16 keys
-    const uint16_t* const q = ws.qa + rb * dq_;
-    for (int64_t kc = kc0; kc < kc1; ++kc) {
-      _tile_zero(0);
-      _tile_zero(1);
-      _tile_zero(2);
-      _tile_zero(3);
-      const uint16_t* const kb = kpanel + (j0 + kc * ad::kKeys) / 16 * next_block;
-      for (int64_t dc = 0; dc < ndc; ++dc) {
-        const uint16_t* qd = q + dc * ad::kDepth;
-        const uint16_t* kd = kb + dc * ad::kTileElems;
-        const auto load_q = [&](int part) {
-          _tile_loadd(4, qd + part * qplane, ldq);
-          _tile_loadd(5, qd + part * qplane + 16 * dq_, ldq);
-        };
-        const auto product = [&](int part) {
-          _tile_loadd(6, kd + part * kplane, 64);
-          _tile_loadd(7, kd + part * kplane + next_block, 64);
-          _tile_dpbf16ps(0, 4, 6);
-          _tile_dpbf16ps(1, 4, 7);
-          _tile_dpbf16ps(2, 5, 6);
-          _tile_dpbf16ps(3, 5, 7);
-        };
-        load_q(2);
-        product(0);
-        load_q(1);
-        product(1);
-        product(0);
-        load_q(0);
-        product(2);
-        product(1);
-        product(0);
-      }
-      float* const s = ws.sa + kc * ad::kKeys;
-      _tile_stored(0, s, kLds);
-      _tile_stored(1, s + 16, kLds);
-      _tile_stored(2, s + 16 * kAmxTileKeys, kLds);
-      _tile_stored(3, s + 16 * kAmxTileKeys + 16, kLds);
-    }
-  }
-
-  // The online softmax of the block's rows over the tile (as softmax_rows: new_max, alpha = 2^(m - m'),
-  // p = 2^(s c - m') with the keys a row may not see selected away), each row's probabilities of keys
-  // j0 + [32 kc0, 32 kc1) split into ws.pa (exactly 0 where not visible), and each row's O rescaled by
-  // alpha where its max changed.
-  void amx_softmax(const Workspace& ws, int64_t rb, int64_t nrows, int64_t j0, int64_t kc0, int64_t kc1) const {
-    namespace ad = amx_detail;
+    const int64_t j0 = blk.j0;
     const A neg_inf = -std::numeric_limits<A>::infinity();
     const int64_t pplane = ad::kRows * kAmxTileKeys;
-    const int64_t v0 = kc0 * ad::kKeys / W, v1 = kc1 * ad::kKeys / W;
+    const int64_t v0 = blk.kc0 * ad::kKeys / W, v1 = blk.kc1 * ad::kKeys / W;
+    amx_rate(q, ad::kRows * (v1 - v0));  // the pace's unit: a vector of the block
     const V cv = V::set1(c_);
     // Lanes of vector v that are keys [a, e).
     const auto lanes = [](int64_t v, int64_t a, int64_t e) {
@@ -1777,9 +1931,10 @@ class TiledForward {
       return static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
     };
     for (int64_t r = 0; r < ad::kRows; ++r) {
-      const int64_t row = rb + r;
-      const A* s = ws.sa + r * kAmxTileKeys;
-      uint16_t* pr = ws.pa + r * kAmxTileKeys;
+      const int64_t row = blk.rb + r;
+      const A* s = sbase + r * kAmxTileKeys;
+      uint16_t* pr = pbase + r * kAmxTileKeys;
+      const int64_t done = r * (v1 - v0);
       int64_t a = 0, e = 0;
       if (row < nrows) {
         a = std::clamp<int64_t>(ws.lo[row] - j0, 0, kAmxTileKeys);
@@ -1788,10 +1943,21 @@ class TiledForward {
       bool live = false;
       A alpha = 1;
       V neg_m = V::zero();
+      // Every key of the block's steps visible (most rows off the diagonals): no lane selection.
+      const bool whole = a <= v0 * W && e >= v1 * W;
       if (a < e) {
         __m512 vmax = _mm512_set1_ps(neg_inf);
-        for (int64_t v = a / W; v < ceil_div(e, W); ++v) {
-          vmax = _mm512_mask_max_ps(vmax, lanes(v, a, e), vmax, _mm512_loadu_ps(s + v * W));
+        if (whole) {
+          __m512 vmax2 = vmax;
+          for (int64_t v = v0; v < v1; v += 2) {
+            vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(s + v * W));
+            vmax2 = _mm512_max_ps(vmax2, _mm512_loadu_ps(s + v * W + W));
+          }
+          vmax = _mm512_max_ps(vmax, vmax2);
+        } else {
+          for (int64_t v = a / W; v < ceil_div(e, W); ++v) {
+            vmax = _mm512_mask_max_ps(vmax, lanes(v, a, e), vmax, _mm512_loadu_ps(s + v * W));
+          }
         }
         const A m_old = ws.m[row];
         A m_new;
@@ -1805,18 +1971,21 @@ class TiledForward {
       }
       if (!live) {
         for (int k = 0; k < 3; ++k) std::fill(pr + k * pplane + v0 * W, pr + k * pplane + v1 * W, uint16_t{0});
+        amx_pace(ws, q, panel, done + (v1 - v0));
         continue;
       }
       // kGroup vectors at a time, their exponentials and splits interleaved: one vector's chain of
       // dependent instructions alone would leave most of the ports idle. (v1 - v0 is even: whole 32-key steps.)
       V vsum = V::zero();
-      const auto group = [&](int64_t v, auto n_c) {
+      const auto group = [&](int64_t v, auto n_c, auto whole_c) {
         constexpr int N = decltype(n_c)::value;
         V x[N];
         TILEATTN_UNROLL
         for (int i = 0; i < N; ++i) {
-          const V y = exponent<false>(V::load(s + (v + i) * W), cv, neg_m);
-          x[i].v = _mm512_mask_blend_ps(lanes(v + i, a, e), _mm512_set1_ps(neg_inf), y.v);  // 0 off range
+          x[i] = exponent<false>(V::load(s + (v + i) * W), cv, neg_m);
+          if constexpr (!decltype(whole_c)::value) {
+            x[i].v = _mm512_mask_blend_ps(lanes(v + i, a, e), _mm512_set1_ps(neg_inf), x[i].v);  // 0 off range
+          }
         }
         exp2_n<N>(x);
         __m256i h[N][3];
@@ -1828,69 +1997,20 @@ class TiledForward {
           TILEATTN_UNROLL
           for (int k = 0; k < 3; ++k) ad::store256(pr + k * pplane + (v + i) * W, h[i][k]);
         }
+        amx_pace(ws, q, panel, done + (v + N - v0));
       };
-      int64_t v = v0;
-      for (; v + 4 <= v1; v += 4) group(v, std::integral_constant<int, 4>{});
-      for (; v < v1; v += 2) group(v, std::integral_constant<int, 2>{});
+      const auto run_groups = [&](auto whole_c) {
+        int64_t v = v0;
+        for (; v + 4 <= v1; v += 4) group(v, std::integral_constant<int, 4>{}, whole_c);
+        for (; v < v1; v += 2) group(v, std::integral_constant<int, 2>{}, whole_c);
+      };
+      whole ? run_groups(std::true_type{}) : run_groups(std::false_type{});
       ws.l[row] = ws.l[row] * alpha + reduce_add(vsum);  // l = alpha l + rowsum(p)
       if (alpha != A(1)) {
         A* o = ws.o + row * dvp_;
         const V av = V::set1(alpha);
         for (int64_t x = 0; x < dvp_; x += W) mul(V::load(o + x), av).store(o + x);
       }
-    }
-  }
-
-  // O += P V for the block of rows [rb, rb + 32), output columns [16 n, 16 n + 32) (kTwo) or [16 n, 16 n + 16),
-  // keys j0 + [32 kc0, 32 kc1): the accumulators loaded from O and stored back.
-  template <bool kTwo>
-  void amx_pv(const Workspace& ws, int64_t rb, const uint16_t* vpanel, int64_t j0, int64_t kc0, int64_t kc1,
-              int64_t n) const {
-    namespace ad = amx_detail;
-    const int64_t pplane = ad::kRows * kAmxTileKeys, vplane = amx_v_plane();
-    const int64_t next_cols = panel_keys_ * 16;  // the next column block of the V parts
-    constexpr int kLdp = kAmxTileKeys * 2;
-    const int ldo = static_cast<int>(dvp_ * 4);
-    float* const o = ws.o + rb * dvp_ + n * 16;
-    _tile_loadd(0, o, ldo);
-    _tile_loadd(2, o + 16 * dvp_, ldo);
-    if constexpr (kTwo) {
-      _tile_loadd(1, o + 16, ldo);
-      _tile_loadd(3, o + 16 * dvp_ + 16, ldo);
-    }
-    const uint16_t* const vn = vpanel + n * next_cols;
-    for (int64_t kc = kc0; kc < kc1; ++kc) {
-      const uint16_t* pk = ws.pa + kc * ad::kKeys;
-      const uint16_t* vk = vn + (j0 + kc * ad::kKeys) / 2 * 32;
-      const auto load_p = [&](int part) {
-        _tile_loadd(4, pk + part * pplane, kLdp);
-        _tile_loadd(5, pk + part * pplane + 16 * kAmxTileKeys, kLdp);
-      };
-      const auto product = [&](int part) {
-        _tile_loadd(6, vk + part * vplane, 64);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(2, 5, 6);
-        if constexpr (kTwo) {
-          _tile_loadd(7, vk + part * vplane + next_cols, 64);
-          _tile_dpbf16ps(1, 4, 7);
-          _tile_dpbf16ps(3, 5, 7);
-        }
-      };
-      load_p(2);
-      product(0);
-      load_p(1);
-      product(1);
-      product(0);
-      load_p(0);
-      product(2);
-      product(1);
-      product(0);
-    }
-    _tile_stored(0, o, ldo);
-    _tile_stored(2, o + 16 * dvp_, ldo);
-    if constexpr (kTwo) {
-      _tile_stored(1, o + 16, ldo);
-      _tile_stored(3, o + 16 * dvp_ + 16, ldo);
     }
   }
 #endif
@@ -1970,6 +2090,10 @@ class TiledForward {
   bool amx_ = false;        // the matrix-unit path
   int64_t dq_ = 0;          // head dim rounded up to the unit's depth (32)
   int64_t panel_keys_ = 0;  // keys of a kv head's panel: the longest sequence, in whole tiles
+  // Nonzero bfloat16 parts of the inputs (float32 3, float16 2, bfloat16 1), and the products of each job.
+  static constexpr int kInputParts = std::is_same_v<T, BFloat16> ? 1 : std::is_same_v<T, Half> ? 2 : 3;
+  AmxProducts qk_prods_ = amx_products(kInputParts, kInputParts);
+  AmxProducts pv_prods_ = amx_products(3, kInputParts);
 #endif
 };
 
