@@ -1,4 +1,4 @@
-"""The AMX matrix-unit path (TILEATTN_ISA level "amx", head dims >= 64, no element-wise options): float32
+"""The AMX matrix-unit path (TILEATTN_ISA level "amx"; head dims >= 32, >= 256 keys, no element-wise options): float32
 products as three bfloat16 parts each, against the float64 oracle with the same error rule as every path;
 its two ways of splitting K and V (shared panels in waves of kv heads, or one panel per item when an item
 holds all of a kv head's rows), the fallbacks for values the parts cannot represent, and thread-count
@@ -20,7 +20,9 @@ VECTOR = ("tiled", "avx512")
 
 
 @pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize(("d", "dv"), [(64, 64), (80, 48), (128, 128), (256, 96), (100, 130)])
+@pytest.mark.parametrize(
+    ("d", "dv"), [(32, 32), (40, 72), (64, 64), (80, 48), (128, 128), (256, 96), (100, 130)]
+)
 @pytest.mark.parametrize("dtype", ALL_DTYPES)
 def test_head_dims(rng, dtype, d, dv, causal):
     q, k, v = qkv(rng, b=1, hq=4, hkv=2, sq=75, sk=301, d=d, dv=dv, dtype=dtype)
@@ -29,7 +31,7 @@ def test_head_dims(rng, dtype, d, dv, causal):
 
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize(
-    ("sq", "sk"), [(1, 2), (17, 255), (256, 256), (257, 513), (600, 97), (33, 1000)]
+    ("sq", "sk"), [(1, 256), (17, 257), (256, 256), (257, 513), (600, 300), (33, 1000)]
 )
 def test_seq_lengths(rng, sq, sk, causal):
     """Around the 32-key steps, the 256-key tiles and the 32-row blocks."""
@@ -38,12 +40,12 @@ def test_seq_lengths(rng, sq, sk, causal):
 
 
 def test_uses_the_amx_tiles():
-    """Head dims >= 64 in float accumulation take the matrix unit, whose KV tile is 256 keys; the rest
-    take the vector path (the same tiles as the avx512 level)."""
+    """Head dims >= 32 with >= 256 keys in float accumulation take the matrix unit, whose KV tile is 256
+    keys; the rest take the vector path (the same tiles as the avx512 level)."""
     assert tile_info("float32", 1, 8, 8, 2048, 2048, 128, 128, isa="amx")[1] == 256
-    assert tile_info("bfloat16", 1, 8, 8, 2048, 2048, 64, 64, isa="amx")[1] == 256
-    for dtype, d in [("float32", 32), ("float64", 128)]:
-        args = (dtype, 1, 8, 8, 2048, 2048, d, d)
+    assert tile_info("bfloat16", 1, 8, 8, 2048, 256, 32, 32, isa="amx")[1] == 256
+    for dtype, d, sk in [("float32", 16, 2048), ("float32", 128, 255), ("float64", 128, 2048)]:
+        args = (dtype, 1, 8, 8, 2048, sk, d, d)
         assert tile_info(*args, isa="amx") == tile_info(*args, isa="avx512")
     assert tile_info("float32", 1, 8, 8, 2048, 2048, 128, 128, isa="avx512")[1] != 256
 
@@ -56,7 +58,7 @@ def test_uses_the_amx_tiles():
             b=1, hq=3, hkv=3, sq=2100, sk=2100, d=256, dv=256
         ),  # 6 MiB panels: waves of two kv heads
         dict(b=1, hq=2, hkv=1, sq=1500, sk=700, d=64),  # several query blocks, one wave
-        dict(b=20, hq=2, hkv=1, sq=150, sk=150, d=64),  # an item per kv head, its own panel
+        dict(b=20, hq=2, hkv=1, sq=150, sk=300, d=64),  # an item per kv head, its own panel
         dict(b=9, hq=4, hkv=2, sq=70, sk=333, d=128),  # ... with GQA
     ],
     ids=["waves", "blocks", "per-head", "per-head-gqa"],
@@ -86,7 +88,7 @@ def test_strided_and_options(rng, layout):
     """Views with gaps, a sliding window, per-sequence lengths and packed sequences on the unit."""
     q, k, v = qkv(rng, b=2, hq=4, hkv=2, sq=90, sk=300, d=96, layout=layout)
     check_against_oracle(q, k, v, AMX, layout=layout, window=(40, 5))
-    big = np.asarray(rng.standard_normal((2, 4, 90, 192)), np.float32)
+    big = np.asarray(rng.standard_normal((2, 4, 300, 192)), np.float32)
     check_against_oracle(big[..., ::2], big[:, :2, :, 1::2], big[:, 2:, :, ::2], AMX)
     q, k, v = qkv(rng, b=3, hq=2, hkv=1, sq=80, sk=260, d=64)
     check_against_oracle(
@@ -118,7 +120,7 @@ def test_non_finite_inputs(rng, dtype, bad):
 
 def test_values_near_the_largest_float(rng):
     """A value of 3e38 overflows a bfloat16 part: the row is computed again by the reference path."""
-    q, k, v = qkv(rng, b=1, hq=1, sq=40, sk=64, d=64)
+    q, k, v = qkv(rng, b=1, hq=1, sq=40, sk=300, d=64)
     v = v.copy()
     v[0, 0, 3] = 3.0e38
     v[0, 0, 4] = -3.0e38

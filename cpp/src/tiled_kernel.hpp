@@ -447,10 +447,12 @@ class TiledForward {
     }
 #ifdef TILEATTN_AMX
     // The matrix-unit path: float accumulation without element-wise options, outside decoding, for head
-    // dims of 64 or more (below, the softmax's share is too large: B32 H12 S128 D32 ran 0.86x the vector
-    // path; D64 1.03-1.10x, D128 1.22-1.33x; bench/RESULTS.md).
+    // dims of 32 or more and 256 keys or more. Measured against the vector path (2 threads, one run,
+    // bench/RESULTS.md): S2048 D64 1.48x, D128 1.67x, B8 H16 S512 D32 1.08x; but B32 H12 S128 D32 0.90x,
+    // S128 D64 0.98x, S64 D64 0.80x, S512 D16 0.96x (splitting K, V and Q and filling the pipeline cost
+    // more than the products save).
     amx_ = std::is_same_v<A, float> && !transform_ && !decode_ && p.head_dim >= kAmxMinHeadDim &&
-           geo_.max_keys() > 0 && geo_.max_rows() > 0;
+           geo_.max_keys() >= kAmxMinKeys && geo_.max_rows() > 0;
     if (amx_) {
       dq_ = round_up(p.head_dim, amx_detail::kDepth);
       panel_keys_ = round_up(geo_.max_keys(), amx_detail::kKeys);
@@ -1505,7 +1507,8 @@ class TiledForward {
   // Inputs the parts cannot represent (NaN, infinite, >= 2^127): a query row is computed by the reference
   // path; a kv head with such a key takes the vector path (process) for all its rows; values reach
   // write_result's check of the output sums, which recomputes the row by the reference path.
-  static constexpr int64_t kAmxMinHeadDim = 64;
+  static constexpr int64_t kAmxMinHeadDim = 32;
+  static constexpr int64_t kAmxMinKeys = 256;
   static constexpr int64_t kAmxTileKeys = 256;                // keys per tile (the softmax's rescale points)
   static constexpr int64_t kAmxPanelBytes = int64_t{16} << 20;  // K and V parts of a wave of kv heads, at most
   static constexpr int64_t kAmxItemBytes = int64_t{3} << 19;    // an item's rows and panel, for an item per kv head
