@@ -101,7 +101,7 @@ void to_cpp(const tileattn_params& c, tileattn::Params& p) {
   p.alibi_head_stride = c.alibi_strides[1];
   p.softcap = c.softcap;
   p.num_threads = c.num_threads;
-  if (c.isa < TILEATTN_ISA_AUTO || c.isa > TILEATTN_ISA_AVX512) fail("isa = " + std::to_string(c.isa) + " is not a tileattn_isa");
+  if (c.isa < TILEATTN_ISA_AUTO || c.isa > TILEATTN_ISA_AMX) fail("isa = " + std::to_string(c.isa) + " is not a tileattn_isa");
   p.isa = static_cast<tileattn::Isa>(c.isa);
 }
 
