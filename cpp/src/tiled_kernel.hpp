@@ -1692,12 +1692,14 @@ class TiledForward {
     int64_t kc0, kc1;  // its 32-key steps of the tile
     float* s;          // scores: where they go (row stride kAmxTileKeys)
     const uint16_t* p;  // P V: the probabilities' parts
-    int64_t units, steps;  // units of the job, steps per unit
+    int64_t units, subs;  // units of the job; d chunks (scores) or 32-key steps (P V) per unit
+    int64_t steps;        // steps per unit: subs times the products
   };
   struct AmxQueue {
     AmxJob job[2];
     int jobs = 0, at = 0;          // jobs queued, the one in progress
-    int64_t unit = 0, step = 0;    // position within it
+    int64_t unit = 0, sub = 0;     // position within it: unit, d chunk or key step,
+    int prod = 0;                  // ... and product (no division per step)
     int64_t total = 0, issued = 0;  // steps of all jobs, steps done
     uint64_t rate = 0;              // steps per unit of the pace, times 2^32
   };
@@ -1747,24 +1749,26 @@ class TiledForward {
     q.total += j.units * j.steps;
   }
   AmxJob amx_scores_job(const AmxBlock& b, float* s) const {
-    return {false, b.rb, b.j0, b.kc0, b.kc1, s, nullptr, b.kc1 - b.kc0, qk_prods_.n * (dq_ / amx_detail::kDepth)};
+    const int64_t ndc = dq_ / amx_detail::kDepth;
+    return {false, b.rb, b.j0, b.kc0, b.kc1, s, nullptr, b.kc1 - b.kc0, ndc, qk_prods_.n * ndc};
   }
   AmxJob amx_pv_job(const AmxBlock& b, const uint16_t* p) const {
-    return {true, b.rb, b.j0, b.kc0, b.kc1, nullptr, p, ceil_div(dvp_ / 16, 2), pv_prods_.n * (b.kc1 - b.kc0)};
+    return {true, b.rb, b.j0, b.kc0, b.kc1, nullptr, p, ceil_div(dvp_ / 16, 2), b.kc1 - b.kc0, pv_prods_.n * (b.kc1 - b.kc0)};
   }
 
   // One step of the queue's current job (there must be one left).
-  void amx_step(const Workspace& ws, AmxQueue& q, const uint16_t* panel) const {
+  __attribute__((always_inline)) void amx_step(const Workspace& ws, AmxQueue& q, const uint16_t* panel) const {
     namespace ad = amx_detail;
     const AmxJob& j = q.job[q.at];
     const int64_t j0 = j.j0;
     const AmxProducts& pr = j.pv ? pv_prods_ : qk_prods_;
-    const int64_t prod = q.step % pr.n;
+    const int prod = q.prod;
+    const bool first = q.sub == 0 && prod == 0, last = q.sub == j.subs - 1 && prod == pr.n - 1;
     if (!j.pv) {
       const int64_t ndc = dq_ / ad::kDepth;
       const int64_t next_block = ndc * ad::kTileElems;  // the next 16 keys
-      const int64_t kc = j.kc0 + q.unit, dc = q.step / pr.n;
-      if (q.step == 0) {
+      const int64_t kc = j.kc0 + q.unit, dc = q.sub;
+      if (first) {
         _tile_zero(0);
         _tile_zero(1);
         _tile_zero(2);
@@ -1785,7 +1789,7 @@ class TiledForward {
       _tile_dpbf16ps(1, 4, 7);
       _tile_dpbf16ps(2, 5, 6);
       _tile_dpbf16ps(3, 5, 7);
-      if (q.step == j.steps - 1) {
+      if (last) {
         constexpr int kLds = kAmxTileKeys * 4;
         float* const s = j.s + kc * ad::kKeys;
         _tile_stored(0, s, kLds);
@@ -1794,12 +1798,12 @@ class TiledForward {
         _tile_stored(3, s + 16 * kAmxTileKeys + 16, kLds);
       }
     } else {
-      const int64_t n = 2 * q.unit, kc = j.kc0 + q.step / pr.n;
+      const int64_t n = 2 * q.unit, kc = j.kc0 + q.sub;
       const bool two = n + 1 < dvp_ / 16;
       const int64_t next_cols = panel_keys_ * 16;  // the next column block of the V parts
       const int ldo = static_cast<int>(dvp_ * 4);
       float* const o = ws.o + j.rb * dvp_ + n * 16;
-      if (q.step == 0) {
+      if (first) {
         _tile_loadd(0, o, ldo);
         _tile_loadd(2, o + 16 * dvp_, ldo);
         if (two) {
@@ -1823,7 +1827,7 @@ class TiledForward {
         _tile_dpbf16ps(1, 4, 7);
         _tile_dpbf16ps(3, 5, 7);
       }
-      if (q.step == j.steps - 1) {
+      if (last) {
         _tile_stored(0, o, ldo);
         _tile_stored(2, o + 16 * dvp_, ldo);
         if (two) {
@@ -1833,9 +1837,12 @@ class TiledForward {
       }
     }
     ++q.issued;
-    if (++q.step == j.steps) {
-      q.step = 0;
-      if (++q.unit == j.units) q.unit = 0, ++q.at;
+    if (++q.prod == pr.n) {
+      q.prod = 0;
+      if (++q.sub == j.subs) {
+        q.sub = 0;
+        if (++q.unit == j.units) q.unit = 0, ++q.at;
+      }
     }
   }
 
