@@ -100,7 +100,7 @@ def test_strided_and_options(rng, layout):
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_non_finite_inputs(rng, dtype, bad):
     """Values the parts cannot represent: a query row goes to the reference path, a kv head with such a
-    key to the vector path, a value to the check of the output sums; hidden ones never leak."""
+    key or value to the vector path; hidden ones never leak."""
     q, k, v = qkv(rng, b=1, hq=2, hkv=1, sq=300, sk=300, d=64, dtype=dtype)
     q, k, v = q.copy(), k.copy(), v.copy()
     k[:, :, 250] = bad  # visible to rows i >= 250 only
@@ -147,3 +147,41 @@ def test_matches_the_vector_path_closely(rng):
     scale = np.abs(ref).max()
     assert np.abs(a - ref).max() <= 4e-7 * scale
     assert np.abs(a - b).max() <= 8e-7 * scale
+
+
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_hidden_non_finite_value_keeps_thread_determinism(rng, bad):
+    """A non-finite value that only later rows see: whatever rows share a block with the rows that do not
+    see it (the item size changes with the thread count), their results are the same bits."""
+    q, k, v = qkv(rng, b=1, hq=1, sq=2048, sk=2048, d=96)
+    v = v.copy()
+    v[0, 0, 270] = bad
+    base = run(q, k, v, AMX, causal=True, num_threads=1)
+    for threads in (2, 3):
+        assert np.array_equal(
+            run(q, k, v, AMX, causal=True, num_threads=threads), base, equal_nan=True
+        )
+    assert np.isfinite(base[0, 0, :270]).all()
+    np.testing.assert_array_equal(base[0, 0, :270], run(q, k, v, VECTOR, causal=True)[0, 0, :270])
+
+
+def test_tiny_values_keep_their_accuracy(rng):
+    """Values below 2^-100 would lose their lower parts on the unit: such kv heads take the vector path
+    (the same bits as the avx512 level), the others stay on the unit."""
+    q, k, v = qkv(rng, b=1, hq=2, sq=64, sk=300, d=64)
+    tiny = v * np.float32(1e-31)
+    np.testing.assert_array_equal(run(q, k, tiny, AMX), run(q, k, tiny, VECTOR))
+    v2 = v.copy()
+    v2[0, 1, 7, 3] = np.float32(1e-33)  # one tiny value in the second kv head
+    out, vec = run(q, k, v2, AMX), run(q, k, v2, VECTOR)
+    np.testing.assert_array_equal(out[0, 1], vec[0, 1])
+    assert not np.array_equal(out[0, 0], vec[0, 0])  # the first kv head: on the unit
+    check_against_oracle(q, k, v2, AMX)
+
+
+def test_large_panels_take_the_vector_path():
+    """K and V parts of a kv head above 64 MiB (here 100k keys at D128): the AVX-512 path, whose memory
+    is per tile, not per sequence."""
+    args = ("float32", 1, 1, 1, 64, 100_000, 128, 128)
+    assert tile_info(*args, isa="amx") == tile_info(*args, isa="avx512")
+    assert tile_info("float32", 1, 1, 1, 64, 20_000, 128, 128, isa="amx")[1] == 256

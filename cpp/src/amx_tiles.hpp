@@ -7,8 +7,9 @@
 // weight is at least 2^-16 of q0 k0 (q0 k0, q0 k1, q1 k0, q0 k2, q1 k1, q2 k0). Each part product is exact
 // in float32 (8 x 8 bits); the three left out are below 2^-24 |q k| together, under float32's own
 // rounding of the product. The unit sums them in float32 (TDPBF16PS), smallest weights first. Denormal
-// parts and results are flushed to zero by the unit: parts of values below about 2^-110 in magnitude,
-// far below where a score or a probability can change a result.
+// parts and results are flushed to zero by the unit (and by the conversion): the lower parts of values
+// below about 2^-110 in magnitude, far below where a score or a probability can change a result; values
+// that small are kept off the unit (tiny, tiled_kernel.hpp).
 //
 // The tiles: palette 1, eight tiles of 16 rows x 64 bytes, used as
 //   0-3  accumulators C (16 x 16 floats): rows [0, 16) / [16, 32) of a block of 32 rows, x two column blocks
@@ -76,6 +77,13 @@ inline void split3_n(const Vf* x, __m256i (*h)[3]) {
 // Lanes that split3 cannot represent: NaN, infinite, or so large (>= 2^127) that a part may round to inf.
 inline __mmask16 unsplittable(__m512 x) {
   return _mm512_cmp_ps_mask(_mm512_abs_ps(x), _mm512_set1_ps(1.7014118e38f), _CMP_NLT_UQ);
+}
+
+// Lanes of x that are nonzero but below 2^-100 in magnitude (their lower parts would be flushed).
+inline __mmask16 tiny(__m512 x) {
+  const __m512 a = _mm512_abs_ps(x);
+  return _mm512_cmp_ps_mask(a, _mm512_set1_ps(7.888609e-31f), _CMP_LT_OQ) &
+         _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_NEQ_OQ);
 }
 
 // Two rows of 16 bfloat16 interleaved into 16 pairs (a[i] low, b[i] high): a row of a B tile.

@@ -456,6 +456,10 @@ class TiledForward {
     if (amx_) {
       dq_ = round_up(p.head_dim, amx_detail::kDepth);
       panel_keys_ = round_up(geo_.max_keys(), amx_detail::kKeys);
+      // Memory: the split K and V of a kv head live in the call's scratch (1.5x the float32 K and V).
+      if (6.0 * static_cast<double>(panel_keys_) * static_cast<double>(dq_ + dvp_) > kAmxMaxPanelBytes) amx_ = false;
+    }
+    if (amx_) {
       // Enough kv heads for the threads, and all of a head's rows fit in kAmxItemBytes: an item per kv head,
       // which splits its own K and V (run_amx).
       const int64_t all_rows = round_up(group_ * geo_.max_rows(), amx_detail::kRows);
@@ -1505,10 +1509,16 @@ class TiledForward {
   // A row's arithmetic depends only on its own data and the tile size: not on the thread count or on
   // which rows share an item or a block (the unit's rows are independent).
   // Inputs the parts cannot represent (NaN, infinite, >= 2^127): a query row is computed by the reference
-  // path; a kv head with such a key takes the vector path (process) for all its rows; values reach
-  // write_result's check of the output sums, which recomputes the row by the reference path.
+  // path; a kv head with such a key or value takes the vector path (process) for all its rows. (A value
+  // must not reach the unit even where no row sees it: the unit multiplies a block's whole 32-key steps,
+  // and 0 x inf would make NaN of a row whose block happens to contain that key, which depends on the
+  // item size, hence on the thread count.) So does a kv head with a value below 2^-100 in magnitude
+  // (not 0), whose lower parts the unit would flush to zero: the output is a weighted mean of the values
+  // and would lose their relative accuracy; tiny queries and keys only change scores by tiny amounts.
+  // Large kv heads (panels over kAmxMaxPanelBytes) take the vector path too, whose memory is per tile.
   static constexpr int64_t kAmxMinHeadDim = 32;
   static constexpr int64_t kAmxMinKeys = 256;
+  static constexpr int64_t kAmxMaxPanelBytes = int64_t{64} << 20;  // a kv head's K and V parts, at most
   static constexpr int64_t kAmxTileKeys = 256;                // keys per tile (the softmax's rescale points)
   static constexpr int64_t kAmxPanelBytes = int64_t{16} << 20;  // K and V parts of a wave of kv heads, at most
   static constexpr int64_t kAmxItemBytes = int64_t{3} << 19;    // an item's rows and panel, for an item per kv head
@@ -1641,8 +1651,10 @@ class TiledForward {
       }
       for (int64_t n = 0; n < nvb; ++n) {
         __m256i ha[3], hb[3];
-        ad::split3(_mm512_loadu_ps(vrow + n * 16), ha);
-        ad::split3(_mm512_loadu_ps(vrow + dvp_ + n * 16), hb);
+        const __m512 va = _mm512_loadu_ps(vrow + n * 16), vb = _mm512_loadu_ps(vrow + dvp_ + n * 16);
+        bad |= ad::unsplittable(va) | ad::unsplittable(vb) | ad::tiny(va) | ad::tiny(vb);
+        ad::split3(va, ha);
+        ad::split3(vb, hb);
         for (int k = 0; k < 3; ++k) {
           uint16_t* dst = vpanel + k * amx_v_plane() + n * panel_keys_ * 16 + (j0 + x) / 2 * 32;
           _mm512_storeu_si512(dst, ad::pairs(ha[k], hb[k]));
@@ -1759,6 +1771,10 @@ class TiledForward {
   // One step of the queue's current job (there must be one left).
   __attribute__((always_inline)) void amx_step(const Workspace& ws, AmxQueue& q, const uint16_t* panel) const {
     namespace ad = amx_detail;
+    // GCC's _tile_loadd is an asm statement without a memory clobber: without this barrier the compiler
+    // could move the stores of the probabilities, of O's rescale or of the query parts past the tile
+    // loads that read them.
+    asm volatile("" ::: "memory");
     const AmxJob& j = q.job[q.at];
     const int64_t j0 = j.j0;
     const AmxProducts& pr = j.pv ? pv_prods_ : qk_prods_;
