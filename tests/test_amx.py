@@ -1,4 +1,4 @@
-"""The AMX matrix-unit path (TILEATTN_ISA level "amx"; head dims >= 32, >= 256 keys, no element-wise options): float32
+"""The AMX matrix-unit path (TILEATTN_ISA level "amx"; head dims >= 32, >= 256 keys, every option): float32
 products as three bfloat16 parts each, against the float64 oracle with the same error rule as every path;
 its two ways of splitting K and V (shared panels in waves of kv heads, or one panel per item when an item
 holds all of a kv head's rows), the fallbacks for values the parts cannot represent, and thread-count
@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from test_masks import OPTIONS, options
 from tileattn import reference
 
-from conftest import ALL_DTYPES, check_against_oracle, qkv, run, runnable_isas, tile_info
+from conftest import ALL_DTYPES, check_against_oracle, dtype_of, qkv, run, runnable_isas, tile_info
 
 pytestmark = pytest.mark.skipif("amx" not in runnable_isas(), reason="this CPU or OS has no AMX")
 
@@ -185,3 +186,70 @@ def test_large_panels_take_the_vector_path():
     args = ("float32", 1, 1, 1, 64, 100_000, 128, 128)
     assert tile_info(*args, isa="amx") == tile_info(*args, isa="avx512")
     assert tile_info("float32", 1, 1, 1, 64, 20_000, 128, 128, isa="amx")[1] == 256
+
+
+@pytest.mark.parametrize("name", list(OPTIONS))
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+def test_options(rng, dtype, name):
+    """Every option of attention() on the unit (the element-wise ones in its softmax)."""
+    for sq, sk, d in [(70, 300, 64), (33, 530, 96)]:
+        q, k, v = qkv(rng, b=2, hq=4, hkv=2, sq=sq, sk=sk, d=d, dtype=dtype)
+        check_against_oracle(q, k, v, AMX, **options(name, rng, 2, 4, sq, sk))
+
+
+@pytest.mark.parametrize("bias_dtype", ["float32", "float64", "float16", "bfloat16"])
+def test_bias_dtypes_and_strides(rng, bias_dtype):
+    """A bias read in place (float32, contiguous keys) and converted ones (other dtypes, strided keys)."""
+    q, k, v = qkv(rng, b=1, hq=2, sq=50, sk=400, d=64)
+    bias = np.asarray(rng.standard_normal((2, 50, 800)), dtype_of(bias_dtype))
+    check_against_oracle(q, k, v, AMX, bias=bias[:, :, ::2], causal=True)
+    check_against_oracle(q, k, v, AMX, bias=np.ascontiguousarray(bias[:, :, :400]))
+
+
+def test_mask_hides_whole_tiles_and_rows(rng):
+    """A mask whose all-False 256-key tiles are skipped, fully masked rows (0 and LSE -inf), and a NaN
+    stored under the mask that never reaches a row."""
+    q, k, v = qkv(rng, b=1, hq=2, hkv=1, sq=90, sk=1100, d=64)
+    mask = rng.random((90, 1100)) > 0.4
+    mask[:, 256:768] = False
+    mask[7] = False
+    k = k.copy()
+    k[0, 0, 300] = np.nan  # hidden by the mask from every row
+    out, lse = run(q, k, v, AMX, mask=mask, return_lse=True)
+    assert (out[:, :, 7] == 0).all() and np.isneginf(lse[:, :, 7]).all()
+    k[0, 0, 300] = 0.0
+    check_against_oracle(q, k, v, AMX, mask=mask)
+    vec = run(q, k, v, VECTOR, mask=mask)
+    np.testing.assert_allclose(out, vec, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_options_thread_determinism(rng, threads):
+    q, k, v = qkv(rng, b=2, hq=4, hkv=2, sq=300, sk=700, d=64)
+    kw = options("everything", rng, 2, 4, 300, 700)
+    base = run(q, k, v, AMX, num_threads=1, return_lse=True, **kw)
+    got = run(q, k, v, AMX, num_threads=threads, return_lse=True, **kw)
+    assert np.array_equal(got[0], base[0]) and np.array_equal(got[1], base[1])
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [dict(b=1, hq=4, hkv=2, sq=600, sk=700, d=64), dict(b=20, hq=2, hkv=1, sq=100, sk=300, d=64)],
+    ids=["waves", "per-head"],
+)
+def test_fallback_heads_with_a_mask(rng, shape):
+    """A kv head that falls back to the vector path (a value the parts cannot represent) under a mask:
+    the vector path's own summary of the mask is built for it."""
+    q, k, v = qkv(rng, **shape)
+    v = v.copy()
+    v[0, 0, 5, 1] = (
+        np.inf
+    )  # kv head 0 of sequence 0: the vector path; it reaches rows that see key 5
+    mask = rng.random((shape["sq"], shape["sk"])) > 0.3
+    mask[:, 5] = False  # ... which no row does
+    mask[:, 256:512] = False  # a whole tile hidden
+    out = run(q, k, v, AMX, mask=mask, causal=True)
+    np.testing.assert_array_equal(out[0, :2], run(q, k, v, VECTOR, mask=mask, causal=True)[0, :2])
+    v[0, 0, 5, 1] = 0.0
+    check_against_oracle(q, k, v, AMX, mask=mask, causal=True)
+    assert np.isfinite(out).all()

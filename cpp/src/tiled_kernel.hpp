@@ -446,12 +446,12 @@ class TiledForward {
       chunk_tiles_ = static_cast<int>(std::clamp<int64_t>(detail::kChunkBytes / tile_bytes, 1, kMaxChunkTiles));
     }
 #ifdef TILEATTN_AMX
-    // The matrix-unit path: float accumulation without element-wise options, outside decoding, for head
-    // dims of 32 or more and 256 keys or more. Measured against the vector path (2 threads, one run,
+    // The matrix-unit path: float accumulation outside decoding (the element-wise options apply in its
+    // softmax, amx_softmax), for head dims of 32 or more and 256 keys or more. Measured against the vector path (2 threads, one run,
     // bench/RESULTS.md): S2048 D64 1.48x, D128 1.67x, B8 H16 S512 D32 1.08x; but B32 H12 S128 D32 0.90x,
     // S128 D64 0.98x, S64 D64 0.80x, S512 D16 0.96x (splitting K, V and Q and filling the pipeline cost
     // more than the products save).
-    amx_ = std::is_same_v<A, float> && !transform_ && !decode_ && p.head_dim >= kAmxMinHeadDim &&
+    amx_ = std::is_same_v<A, float> && !decode_ && p.head_dim >= kAmxMinHeadDim &&
            geo_.max_keys() >= kAmxMinKeys && geo_.max_rows() > 0;
     if (amx_) {
       dq_ = round_up(p.head_dim, amx_detail::kDepth);
@@ -560,7 +560,7 @@ class TiledForward {
   struct Workspace {
     A* q;         // rows_cap x dqp: packed query rows (sign of the scale folded in)
     A* o;         // rows_cap x dvp: output accumulators
-    A* m;         // rows_cap: running max (base-2 units)
+    A* m;         // rows_cap: running max (base-2 units; natural-log units with the element-wise options)
     A* l;         // rows_cap: running sum
     int64_t* lo;  // rows_cap: first key each row may see
     int64_t* hi;  // rows_cap: one past its last
@@ -580,6 +580,7 @@ class TiledForward {
     float* qrow;    // dq: one query row as float
     uint8_t* qbad;  // rows_cap: a row whose query the parts cannot represent (computed by the reference path)
     AmxBlock* blocks;  // rows_cap / 32: the blocks of rows that see a tile
+    float* abias;      // kAmxTileKeys: one row's bias of a tile, converted to float (a bias not read in place)
     std::size_t bytes;
   };
 
@@ -615,6 +616,7 @@ class TiledForward {
       ws.pa = c.take<uint16_t>(2 * 3 * block);
       ws.qrow = c.take<float>(static_cast<std::size_t>(amx_stage_floats()));  // also amx_pack_tile's stage
       ws.qbad = c.take<uint8_t>(rows);
+      ws.abias = c.take<float>(p_.bias != nullptr && !bias_native_ ? kAmxTileKeys : 0);
       ws.blocks = c.take<AmxBlock>(detail::checked_mul(rows / amx_detail::kRows,
                                                        static_cast<std::size_t>(ceil_div(panel_keys_, kAmxTileKeys))));
     }
@@ -1501,11 +1503,14 @@ class TiledForward {
   // The same algorithm as the vector path, with Q K^T and P V on the tile unit and each float operand as
   // three bfloat16 parts. K and V are split and laid out for the unit once per call (a panel per kv head,
   // kv heads in waves of at most kAmxPanelBytes), since splitting costs as much as a few hundred rows'
-  // products; the items then read their tiles from the panels. Per block of 32 rows and tile of keys:
-  //   S = Q K^T on the unit (32 x 32 scores per step), stored; the online softmax per row on the vector
-  //   unit, as in softmax_rows (keys a row may not see selected away, so their probabilities are exactly
-  //   0), each probability split into its parts; O (in memory) rescaled by alpha where the max changed,
-  //   then O += P V on the unit.
+  // products (or by an item that holds all of a kv head's rows, for itself); the items then read their
+  // tiles from the panels. Per block of 32 rows and tile of 256 keys:
+  //   S = Q K^T on the unit (32 x 32 scores per step), stored; the element-wise options (ScoreTransform,
+  //   one row at a time) and the online softmax per row on the vector unit, as in softmax_rows (keys a row
+  //   may not see selected away, so their probabilities are exactly 0), each probability split into its
+  //   parts; O (in memory) rescaled by alpha where the max changed, then O += P V on the unit.
+  // The pairs (tile, block) run as a software pipeline (amx_process): the unit's work on the neighbouring
+  // pairs is issued step by step from inside each pair's softmax.
   // A row's arithmetic depends only on its own data and the tile size: not on the thread count or on
   // which rows share an item or a block (the unit's rows are independent).
   // Inputs the parts cannot represent (NaN, infinite, >= 2^127): a query row is computed by the reference
@@ -1535,9 +1540,36 @@ class TiledForward {
     const int64_t tiles = ceil_div(panel_keys_, kAmxTileKeys);
     const std::size_t bytes = carve(nullptr).bytes;
     const Partials parts{};
-    if (q_blocks_ == 1) {
+    // The call's memory: a mask's summaries (rows' ranges, all-False tiles) at this path's tile size and
+    // at the vector path's (for kv heads that fall back to it), and the waves' panels.
+    const int64_t per_wave = std::clamp<int64_t>(kAmxPanelBytes / (2 * head_elems), 1, heads);
+    const bool waves = q_blocks_ > 1;
+    const std::size_t mask_bytes[2] = {
+        p_.mask != nullptr ? detail::MaskSummary::bytes(p_, kAmxTileKeys) : 0,
+        p_.mask != nullptr ? detail::MaskSummary::bytes(p_, tiles_.block_k) : 0};
+    detail::Carver measure;
+    measure.take<char>(mask_bytes[0]);
+    measure.take<char>(mask_bytes[1]);
+    measure.take<uint16_t>(waves ? detail::checked_mul(static_cast<std::size_t>(per_wave), static_cast<std::size_t>(head_elems)) : 0);
+    measure.take<uint8_t>(waves ? static_cast<std::size_t>(per_wave * tiles) : static_cast<std::size_t>(heads));
+    detail::Carver c(detail::call_scratch().get(measure.measured()));
+    char* const amx_mask_memory = c.take<char>(mask_bytes[0]);
+    char* const mask_memory = c.take<char>(mask_bytes[1]);
+    uint16_t* const panels = c.take<uint16_t>(waves ? static_cast<std::size_t>(per_wave * head_elems) : 0);
+    uint8_t* const bad = c.take<uint8_t>(waves ? static_cast<std::size_t>(per_wave * tiles) : static_cast<std::size_t>(heads));
+    uint8_t* const head_bad = bad;  // without waves: per kv head
+    if (p_.mask != nullptr) amx_mask_.build(p_, kAmxTileKeys, amx_mask_memory, threads_);
+    // The vector path's summary (its own tile size) only when some kv head falls back to it: a second
+    // pass over the mask otherwise.
+    bool vector_mask = false;
+    const auto need_vector_mask = [&] {
+      if (p_.mask != nullptr && !vector_mask) mask_.build(p_, tiles_.block_k, mask_memory, threads_);
+      vector_mask = true;
+    };
+    if (!waves) {
       // An item holds every row of its kv head: it splits the head's K and V itself, into its own scratch
-      // (L2 keeps it), no pass of its own, no memory traffic for shared panels.
+      // (L2 keeps it), no pass of its own, no memory traffic for shared panels. kv heads with inputs the
+      // unit cannot take are marked, and computed afterwards on the vector path.
       const std::size_t panel_bytes = static_cast<std::size_t>(head_elems) * sizeof(uint16_t);
       std::atomic<int64_t> next{0};
       detail::parallel_for(std::min<int64_t>(threads_, heads), 1, threads_, [&](int64_t, int64_t) {
@@ -1546,29 +1578,29 @@ class TiledForward {
         char* const base = static_cast<char*>(detail::thread_scratch().get(bytes + panel_bytes));
         const Workspace ws = carve(base);
         auto* const panel = reinterpret_cast<uint16_t*>(base + bytes);
-        Prefetch pf;
         for (int64_t item = next.fetch_add(1, std::memory_order_relaxed); item < heads;
              item = next.fetch_add(1, std::memory_order_relaxed)) {
-          const ItemPos it = locate(item);
-          bool bad = false;
-          for (int64_t t = 0; t < tiles; ++t) bad = amx_pack_tile(panel, item, t * kAmxTileKeys, ws.qrow) || bad;
-          if (bad) {
-            process(ws, it, 0, parts, pf, -1);  // a key the parts cannot represent: the vector path
-          } else {
-            amx_process(ws, it, panel);
-          }
+          bool unfit = false;
+          for (int64_t t = 0; t < tiles; ++t) unfit = amx_pack_tile(panel, item, t * kAmxTileKeys, ws.qrow) || unfit;
+          head_bad[item] = unfit;
+          if (!unfit) amx_process(ws, locate(item), panel);
           detail::yield_point();
+        }
+      });
+      if (std::none_of(head_bad, head_bad + heads, [](uint8_t x) { return x != 0; })) return;
+      need_vector_mask();
+      std::atomic<int64_t> next_bad{0};
+      detail::parallel_for(std::min<int64_t>(threads_, heads), 1, threads_, [&](int64_t, int64_t) {
+        const detail::FlushDenormals ftz;
+        const Workspace ws = carve(detail::thread_scratch().get(bytes));
+        Prefetch pf;
+        for (int64_t item = next_bad.fetch_add(1, std::memory_order_relaxed); item < heads;
+             item = next_bad.fetch_add(1, std::memory_order_relaxed)) {
+          if (head_bad[item]) process(ws, locate(item), 0, parts, pf, -1);
         }
       });
       return;
     }
-    const int64_t per_wave = std::clamp<int64_t>(kAmxPanelBytes / (2 * head_elems), 1, heads);
-    detail::Carver measure;
-    measure.take<uint16_t>(detail::checked_mul(static_cast<std::size_t>(per_wave), static_cast<std::size_t>(head_elems)));
-    measure.take<uint8_t>(static_cast<std::size_t>(per_wave * tiles));
-    detail::Carver c(detail::call_scratch().get(measure.measured()));
-    uint16_t* const panels = c.take<uint16_t>(static_cast<std::size_t>(per_wave * head_elems));
-    uint8_t* const bad = c.take<uint8_t>(static_cast<std::size_t>(per_wave * tiles));
     for (int64_t w0 = 0; w0 < heads; w0 += per_wave) {
       const int64_t nh = std::min(per_wave, heads - w0);
       detail::parallel_for(nh * tiles, 1, threads_, [&](int64_t begin, int64_t end) {
@@ -1578,6 +1610,7 @@ class TiledForward {
           bad[job] = amx_pack_tile(panels + job / tiles * head_elems, w0 + job / tiles, job % tiles * kAmxTileKeys, stage);
         }
       });
+      if (std::any_of(bad, bad + nh * tiles, [](uint8_t x) { return x != 0; })) need_vector_mask();
       const int64_t items = nh * q_blocks_;
       std::atomic<int64_t> next{0};
       detail::parallel_for(std::min<int64_t>(threads_, items), 1, threads_, [&](int64_t, int64_t) {
@@ -1881,10 +1914,11 @@ class TiledForward {
     const int64_t b = it.b, g = it.g, i0 = it.i0, nq = it.nq, nrows = it.nrows;
     int64_t klo = std::numeric_limits<int64_t>::max(), khi = 0;
     for (int64_t r = 0; r < nrows; ++r) {
-      const detail::RowRange rr = detail::visible_range(geo_, mask_, b, head_of(g, r, nq), i0 + r % nq);
+      const detail::RowRange rr = detail::visible_range(geo_, amx_mask_, b, head_of(g, r, nq), i0 + r % nq);
       ws.lo[r] = rr.lo;
       ws.hi[r] = rr.hi;
       if (rr.lo < rr.hi) klo = std::min(klo, rr.lo), khi = std::max(khi, rr.hi);
+      if (transform_) ws.opt[r] = row_options(b, head_of(g, r, nq), i0 + r % nq);
     }
     amx_pack_q(ws, b, g, i0, nq, nrows);
     std::fill(ws.o, ws.o + rows_cap_ * dvp_, A(0));
@@ -1901,8 +1935,7 @@ class TiledForward {
       for (int64_t rb = 0; rb < nrows; rb += ad::kRows) {
         int64_t amin = kAmxTileKeys, emax = 0;
         for (int64_t row = rb; row < std::min(nrows, rb + ad::kRows); ++row) {
-          const int64_t a = std::clamp<int64_t>(ws.lo[row] - j0, 0, kAmxTileKeys);
-          const int64_t e = std::clamp<int64_t>(ws.hi[row] - j0, 0, kAmxTileKeys);
+          const auto [a, e] = amx_row_keys(ws, it, row, j0);
           if (a < e) amin = std::min(amin, a), emax = std::max(emax, e);
         }
         if (emax > 0) ws.blocks[nb++] = {rb, j0, amin / ad::kKeys, ceil_div(emax, ad::kKeys)};
@@ -1921,7 +1954,15 @@ class TiledForward {
           if (ws.blocks[x - 1].rb == blk.rb) amx_drain(ws, q, panel);
         }
         if (x + 1 < nb) amx_queue(q, amx_scores_job(ws.blocks[x + 1], sbuf[(x + 1) % 2]));
-        amx_softmax(ws, blk, nrows, sbuf[x % 2], pbuf[x % 2], q, panel);
+        const auto softmax = [&](auto flags) {
+          amx_softmax<decltype(flags)::value>(ws, it, blk, x + 1 < nb ? &ws.blocks[x + 1] : nullptr, sbuf[x % 2],
+                                              pbuf[x % 2], q, panel);
+        };
+        if (transform_) {
+          detail::with_value<kXfAll + 1>(xf_flags_, softmax);
+        } else {
+          softmax(std::integral_constant<int, 0>{});
+        }
         amx_drain(ws, q, panel);
       }
       q = AmxQueue{};
@@ -1939,18 +1980,77 @@ class TiledForward {
   }
 
   // The online softmax of a block's rows over the tile (as softmax_rows: new_max, alpha = 2^(m - m'),
-  // p = 2^(s c - m') with the keys a row may not see selected away), from the scores at s; each row's
+  // p = 2^(s c - m'), or with the options F the transformed scores t and p = 2^((t - m') log2 e), the
+  // keys a row may not see selected away), from the scores at s; each row's
   // probabilities of the block's 32-key steps split into parts at p (exactly 0 where not visible), and
   // each row's O rescaled by alpha where its max changed. Issues the queue's tile steps as it goes.
-  void amx_softmax(const Workspace& ws, const AmxBlock& blk, int64_t nrows, const float* sbase, uint16_t* pbase,
-                   AmxQueue& q, const uint16_t* panel) const {
+  // The keys [a, e) of the tile at j0 that row `row` of the item sees (by its range and the mask's summary).
+  std::pair<int64_t, int64_t> amx_row_keys(const Workspace& ws, const ItemPos& it, int64_t row, int64_t j0) const {
+    if (row >= it.nrows) return {0, 0};
+    if (amx_mask_.active() &&
+        !amx_mask_.sees_tile(it.b, head_of(it.g, row, it.nq), it.i0 + row % it.nq, j0 / kAmxTileKeys)) {
+      return {0, 0};
+    }
+    return {std::clamp<int64_t>(ws.lo[row] - j0, 0, kAmxTileKeys), std::clamp<int64_t>(ws.hi[row] - j0, 0, kAmxTileKeys)};
+  }
+
+  // The element-wise options F of one row against the tile at j0 (as block_transform, for one row): its
+  // bias is read in place or converted for keys [0, e).
+  template <int F>
+  void amx_row_transform(const Workspace& ws, int64_t row, int64_t j0, int64_t e, ScoreTransform<A, 1>& x) const {
+    x.mask_contiguous = p_.mask_key_stride == 1;
+    x.prefetch_bias = false;
+    x.mask_stride = p_.mask_key_stride;
+    x.mult = V::set1(p_.softcap > 0 ? static_cast<A>(std::fabs(p_.scale) / p_.softcap) : scale_abs_);
+    if constexpr ((F & kXfSoftcap) != 0) x.cap = V::set1(static_cast<A>(p_.softcap));
+    x.gather = ws.bias, x.keep = ws.keep;
+    const RowOptions& o = ws.opt[row];
+    if constexpr ((F & kXfBias) != 0) {
+      if (bias_native_) {
+        x.bias[0] = static_cast<const A*>(p_.bias) + o.bias + j0;
+      } else {
+        convert_bias(o.bias + j0 * p_.bias_key_stride, e, ws.abias);
+        x.bias[0] = ws.abias;
+      }
+      x.bias_next[0] = x.bias[0];
+    }
+    if constexpr ((F & kXfMask) != 0) x.mask_row[0] = o.mask != nullptr ? o.mask + j0 * p_.mask_key_stride : nullptr;
+    if constexpr ((F & kXfAlibi) != 0) {
+      x.neg_slope[0] = V::set1(o.neg_slope);
+      x.diag[0] = sub(V::set1(static_cast<A>(o.diag - j0)), lane_index(A(0)));
+    }
+  }
+
+  // A row's mask bytes and bias values of the tile at j (contiguous keys, and only where they differ from
+  // row to row: else one row serves all, from cache), into L2.
+  __attribute__((always_inline)) void amx_prefetch_options(const RowOptions& opt, int64_t j) const {
+    if (opt.mask != nullptr && p_.mask_key_stride == 1 && p_.mask_seq_stride != 0) {
+      prefetch_lines<2>(opt.mask + j, std::min(kAmxTileKeys, geo_.max_keys() - j));
+    }
+    if (p_.bias != nullptr && p_.bias_key_stride == 1 && p_.bias_seq_stride != 0) {
+      const int64_t size = detail::dtype_size(p_.bias_dtype);
+      prefetch_lines<2>(static_cast<const char*>(p_.bias) + (opt.bias + j) * size,
+                        std::min(kAmxTileKeys, geo_.max_keys() - j) * size);
+    }
+  }
+
+  // next: the pair after this one (its rows' mask bytes and biases are prefetched), or null.
+  template <int F>
+  void amx_softmax(const Workspace& ws, const ItemPos& it, const AmxBlock& blk, const AmxBlock* next, float* sbase,
+                   uint16_t* pbase, AmxQueue& q, const uint16_t* panel) const {
     namespace ad = amx_detail;
+    // With options, the scores become t (natural-log units, ScoreTransform) in place, and the exponent is
+    // (t - m') log2(e); raw scores take one fma, s c - m' (base-2 units), as in softmax_rows.
+    constexpr bool kNats = F != 0;
     const int64_t j0 = blk.j0;
     const A neg_inf = -std::numeric_limits<A>::infinity();
     const int64_t pplane = ad::kRows * kAmxTileKeys;
     const int64_t v0 = blk.kc0 * ad::kKeys / W, v1 = blk.kc1 * ad::kKeys / W;
-    amx_rate(q, ad::kRows * (v1 - v0));  // the pace's unit: a vector of the block
-    const V cv = V::set1(c_);
+    // The pace's unit: a vector of the block's rows, visited once by the exponentials and, with options,
+    // once before by the transform.
+    const int64_t per_row = (kNats ? 2 : 1) * (v1 - v0);
+    amx_rate(q, ad::kRows * per_row);
+    const V cv = V::set1(kNats ? A(1) : c_);
     // Lanes of vector v that are keys [a, e).
     const auto lanes = [](int64_t v, int64_t a, int64_t e) {
       const int64_t lo = std::clamp<int64_t>(a - v * W, 0, W), hi = std::clamp<int64_t>(e - v * W, 0, W);
@@ -1958,13 +2058,14 @@ class TiledForward {
     };
     for (int64_t r = 0; r < ad::kRows; ++r) {
       const int64_t row = blk.rb + r;
-      const A* s = sbase + r * kAmxTileKeys;
+      A* s = sbase + r * kAmxTileKeys;
       uint16_t* pr = pbase + r * kAmxTileKeys;
-      const int64_t done = r * (v1 - v0);
-      int64_t a = 0, e = 0;
-      if (row < nrows) {
-        a = std::clamp<int64_t>(ws.lo[row] - j0, 0, kAmxTileKeys);
-        e = std::clamp<int64_t>(ws.hi[row] - j0, 0, kAmxTileKeys);
+      const int64_t done = r * per_row;
+      const auto [a, e] = amx_row_keys(ws, it, row, j0);
+      if constexpr ((F & (kXfBias | kXfMask)) != 0) {
+        // The next pair's row r: its mask bytes and bias values of that tile, into L2 (rows of a bias or
+        // mask are far apart: the hardware prefetchers do not follow a block's worth of short runs).
+        if (next != nullptr && next->rb + r < it.nrows) amx_prefetch_options(ws.opt[next->rb + r], next->j0);
       }
       bool live = false;
       A alpha = 1;
@@ -1973,7 +2074,26 @@ class TiledForward {
       const bool whole = a <= v0 * W && e >= v1 * W;
       if (a < e) {
         __m512 vmax = _mm512_set1_ps(neg_inf);
-        if (whole) {
+        if constexpr (kNats) {  // the options, in place, keys outside [a, e) of the row's vectors at -inf
+          ScoreTransform<A, 1> xf;
+          amx_row_transform<F>(ws, row, j0, e, xf);
+          const V lanes_w = lane_index(A(0));
+          for (int64_t v = a / W; v < ceil_div(e, W); ++v) {
+            const int64_t j = v * W;
+            V t;
+            if (j >= a && j + W <= e) {
+              t = xf.template apply<F, true>(0, j, V::load(s + j), a, e);
+            } else {
+              t = xf.template apply<F, false>(0, j, V::load(s + j), a, e);
+              const V jv = add(V::set1(static_cast<A>(j)), lanes_w);
+              t = select_lt(jv, V::set1(static_cast<A>(a)), V::set1(neg_inf), t);
+              t = select_lt(jv, V::set1(static_cast<A>(e)), t, V::set1(neg_inf));
+            }
+            t.store(s + j);
+            vmax = _mm512_max_ps(vmax, t.v);
+            if ((v & 3) == 3) amx_pace(ws, q, panel, done + std::min(v + 1 - a / W, v1 - v0));
+          }
+        } else if (whole) {
           __m512 vmax2 = vmax;
           for (int64_t v = v0; v < v1; v += 2) {
             vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(s + v * W));
@@ -1988,16 +2108,16 @@ class TiledForward {
         const A m_old = ws.m[row];
         A m_new;
         // c >= 0, so max(s) * c = max(s * c): rounding is monotonic.
-        if (new_max(m_old, _mm512_reduce_max_ps(vmax) * c_, s, a, e, &m_new)) {
+        if (new_max(m_old, _mm512_reduce_max_ps(vmax) * (kNats ? A(1) : c_), s, a, e, &m_new)) {
           live = true;
-          alpha = m_old == m_new ? A(1) : m_old == neg_inf ? A(0) : exp2_scalar(m_old - m_new);
+          alpha = m_old == m_new ? A(1) : m_old == neg_inf ? A(0) : exp2_scalar(to_base2(m_old - m_new));
           ws.m[row] = m_new;
           neg_m = V::set1(-m_new);
         }
       }
       if (!live) {
         for (int k = 0; k < 3; ++k) std::fill(pr + k * pplane + v0 * W, pr + k * pplane + v1 * W, uint16_t{0});
-        amx_pace(ws, q, panel, done + (v1 - v0));
+        amx_pace(ws, q, panel, done + per_row);
         continue;
       }
       // kGroup vectors at a time, their exponentials and splits interleaved: one vector's chain of
@@ -2008,7 +2128,7 @@ class TiledForward {
         V x[N];
         TILEATTN_UNROLL
         for (int i = 0; i < N; ++i) {
-          x[i] = exponent<false>(V::load(s + (v + i) * W), cv, neg_m);
+          x[i] = exponent<kNats>(V::load(s + (v + i) * W), cv, neg_m);
           if constexpr (!decltype(whole_c)::value) {
             x[i].v = _mm512_mask_blend_ps(lanes(v + i, a, e), _mm512_set1_ps(neg_inf), x[i].v);  // 0 off range
           }
@@ -2023,7 +2143,7 @@ class TiledForward {
           TILEATTN_UNROLL
           for (int k = 0; k < 3; ++k) ad::store256(pr + k * pplane + (v + i) * W, h[i][k]);
         }
-        amx_pace(ws, q, panel, done + (v + N - v0));
+        amx_pace(ws, q, panel, done + (kNats ? v1 - v0 : 0) + (v + N - v0));
       };
       const auto run_groups = [&](auto whole_c) {
         int64_t v = v0;
@@ -2083,6 +2203,9 @@ class TiledForward {
   const Params& p_;
   detail::Geometry geo_;
   detail::MaskSummary mask_;
+#ifdef TILEATTN_AMX
+  detail::MaskSummary amx_mask_;  // the matrix-unit path's, at its tile size
+#endif
   int threads_;
   int64_t group_;
   int64_t dvp_;
