@@ -1637,6 +1637,15 @@ class TiledForward {
   //   K part k: [key block of 16][d chunk of 32][16 d pairs][16 keys][2] (B tiles of Q K^T, 1 KiB each);
   //   V part k: [column block of 16][key pair][16 columns][2] (B tiles of P V: 16 consecutive pairs).
   // Returns whether a key holds a value the parts cannot represent.
+  // dim elements of a row of q, k or v (element offset `at`) as float into dst, zeros up to `width`; all
+  // zeros when the row is not `present` (a key past its sequence).
+  void amx_read_row(const void* src, int64_t at, int64_t dim_stride, int64_t dim, bool present, int64_t width,
+                    float* dst) const {
+    const int64_t n = present ? dim : 0;
+    if (n > 0) read_row<A, T>(src, at, dim_stride, n, dst);
+    std::fill(dst + n, dst + width, 0.0f);
+  }
+
   // stage: amx_stage_floats() floats of scratch.
   bool amx_pack_tile(uint16_t* panel, int64_t bh, int64_t j0, float* stage) const {
     namespace ad = amx_detail;
@@ -1649,11 +1658,8 @@ class TiledForward {
     __mmask16 bad = 0;
     for (int64_t x = 0; x < keys; x += 16) {
       for (int64_t w = 0; w < 16; ++w) {
-        float* dst = stage + w * dq_;
         const int64_t j = j0 + x + w;
-        const int64_t n = j < len ? p_.head_dim : 0;
-        if (n > 0) read_row<A, T>(p_.k, kbase + j * p_.k_seq_stride, p_.k_dim_stride, n, dst);
-        std::fill(dst + n, dst + dq_, 0.0f);
+        amx_read_row(p_.k, kbase + j * p_.k_seq_stride, p_.k_dim_stride, p_.head_dim, j < len, dq_, stage + w * dq_);
       }
       for (int64_t dc = 0; dc < ndc; ++dc) {
         __m512i keys[3][16];
@@ -1676,11 +1682,8 @@ class TiledForward {
     uint16_t* const vpanel = panel + 3 * amx_k_plane();
     for (int64_t x = 0; x < keys; x += 2) {
       for (int64_t w = 0; w < 2; ++w) {
-        float* dst = vrow + w * dvp_;
         const int64_t j = j0 + x + w;
-        const int64_t n = j < len ? p_.head_dim_v : 0;
-        if (n > 0) read_row<A, T>(p_.v, vbase + j * p_.v_seq_stride, p_.v_dim_stride, n, dst);
-        std::fill(dst + n, dst + dvp_, 0.0f);
+        amx_read_row(p_.v, vbase + j * p_.v_seq_stride, p_.v_dim_stride, p_.head_dim_v, j < len, dvp_, vrow + w * dvp_);
       }
       for (int64_t n = 0; n < nvb; ++n) {
         __m256i ha[3], hb[3];
@@ -1708,8 +1711,8 @@ class TiledForward {
         for (int k = 0; k < 3; ++k) std::fill(dst + k * plane, dst + k * plane + dq_, uint16_t{0});
         continue;
       }
-      read_row<A, T>(p_.q, geo_.q_at(b, head_of(g, r, nq), i0 + r % nq), p_.q_dim_stride, p_.head_dim, ws.qrow);
-      std::fill(ws.qrow + p_.head_dim, ws.qrow + dq_, 0.0f);
+      amx_read_row(p_.q, geo_.q_at(b, head_of(g, r, nq), i0 + r % nq), p_.q_dim_stride, p_.head_dim, true, dq_,
+                   ws.qrow);
       __mmask16 bad = 0;
       for (int64_t d = 0; d < dq_; d += 16) {
         __m512 x = _mm512_loadu_ps(ws.qrow + d);
