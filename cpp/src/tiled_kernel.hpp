@@ -714,14 +714,7 @@ class TiledForward {
     const int64_t chunk = it.chunk, b = it.b, g = it.g, i0 = it.i0, nq = it.nq, nrows = it.nrows;
 
     // The keys each row may see; the item visits the tiles of their union, within its chunk.
-    int64_t klo = std::numeric_limits<int64_t>::max(), khi = 0;
-    for (int64_t r = 0; r < nrows; ++r) {
-      const detail::RowRange rr = detail::visible_range(geo_, mask_, b, head_of(g, r, nq), i0 + r % nq);
-      ws.lo[r] = rr.lo;
-      ws.hi[r] = rr.hi;
-      if (rr.lo < rr.hi) klo = std::min(klo, rr.lo), khi = std::max(khi, rr.hi);
-      if (transform_) ws.opt[r] = row_options(b, head_of(g, r, nq), i0 + r % nq);
-    }
+    const auto [klo, khi] = item_rows(ws, it, mask_);
     const int64_t k_begin = chunk * split_.chunk_keys;
     const int64_t k_end = std::min(khi, k_begin + split_.chunk_keys);
     const int64_t first_tile = std::max(klo == std::numeric_limits<int64_t>::max() ? k_end : klo, k_begin) /
@@ -806,6 +799,21 @@ class TiledForward {
     } else {
       finish(ws, b, g, i0, nq, nrows);
     }
+  }
+
+  // Each row's visible keys [lo, hi) (and its options' set-up) into ws; returns the union's bounds
+  // (max int64 and 0 when no row sees a key).
+  std::pair<int64_t, int64_t> item_rows(const Workspace& ws, const ItemPos& it, const detail::MaskSummary& mask) const {
+    int64_t klo = std::numeric_limits<int64_t>::max(), khi = 0;
+    for (int64_t r = 0; r < it.nrows; ++r) {
+      const int64_t h = head_of(it.g, r, it.nq), i = it.i0 + r % it.nq;
+      const detail::RowRange rr = detail::visible_range(geo_, mask, it.b, h, i);
+      ws.lo[r] = rr.lo;
+      ws.hi[r] = rr.hi;
+      if (rr.lo < rr.hi) klo = std::min(klo, rr.lo), khi = std::max(khi, rr.hi);
+      if (transform_) ws.opt[r] = row_options(it.b, h, i);
+    }
+    return {klo, khi};
   }
 
   RowOptions row_options(int64_t b, int64_t h, int64_t i) const {
@@ -1915,14 +1923,7 @@ class TiledForward {
     namespace ad = amx_detail;
     if (it.empty) return;
     const int64_t b = it.b, g = it.g, i0 = it.i0, nq = it.nq, nrows = it.nrows;
-    int64_t klo = std::numeric_limits<int64_t>::max(), khi = 0;
-    for (int64_t r = 0; r < nrows; ++r) {
-      const detail::RowRange rr = detail::visible_range(geo_, amx_mask_, b, head_of(g, r, nq), i0 + r % nq);
-      ws.lo[r] = rr.lo;
-      ws.hi[r] = rr.hi;
-      if (rr.lo < rr.hi) klo = std::min(klo, rr.lo), khi = std::max(khi, rr.hi);
-      if (transform_) ws.opt[r] = row_options(b, head_of(g, r, nq), i0 + r % nq);
-    }
+    const auto [klo, khi] = item_rows(ws, it, amx_mask_);
     amx_pack_q(ws, b, g, i0, nq, nrows);
     std::fill(ws.o, ws.o + rows_cap_ * dvp_, A(0));
     std::fill(ws.m, ws.m + rows_cap_, -std::numeric_limits<A>::infinity());
