@@ -3,6 +3,8 @@ against the oracle always; the documented disagreements are checked too."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -22,6 +24,15 @@ def _jax():
     import jax
 
     return jax
+
+
+@contextlib.contextmanager
+def jax_exact(jax):
+    """JAX on its CPU backend at full float32 precision: where a GPU is present JAX would run there, with
+    TF32 products by default (relative errors near 1e-3, seen on an H100 host), which is not the function
+    the wrappers are compared on."""
+    with jax.default_device(jax.devices("cpu")[0]), jax.default_matmul_precision("highest"):
+        yield
 
 
 # --- torch.nn.functional.scaled_dot_product_attention -------------------------------------------------
@@ -241,7 +252,8 @@ def test_dot_product_attention_against_jax(rng, name):
     q, k, v = arrays(rng, (2, 5, 4, 8), (2, 9, 2, 8), (2, 9, 2, 8))
     kw = jax_kwargs(name, rng)
     ours, res = compat.dot_product_attention(q, k, v, return_residual=True, **kw)
-    theirs, their_res = jax.nn.dot_product_attention(q, k, v, return_residual=True, **kw)
+    with jax_exact(jax):
+        theirs, their_res = jax.nn.dot_product_attention(q, k, v, return_residual=True, **kw)
     np.testing.assert_allclose(ours, np.asarray(theirs), rtol=2e-5, atol=2e-6)
     finite = np.isfinite(res)
     np.testing.assert_allclose(res[finite], np.asarray(their_res)[finite], rtol=2e-5, atol=2e-5)
@@ -280,7 +292,8 @@ def test_jax_fully_masked_row_disagreement(rng):
     mask = np.ones((1, 1, 4, 6), bool)
     mask[..., 2, :] = False
     ours = compat.dot_product_attention(q, k, v, mask=mask)
-    theirs = np.asarray(jax.nn.dot_product_attention(q, k, v, mask=mask))
+    with jax_exact(jax):
+        theirs = np.asarray(jax.nn.dot_product_attention(q, k, v, mask=mask))
     assert (ours[0, 2] == 0).all()
     np.testing.assert_allclose(theirs[0, 2, 0], v[0, :, 0].mean(axis=0), rtol=1e-5)
     np.testing.assert_allclose(

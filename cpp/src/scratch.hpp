@@ -7,6 +7,9 @@
 #include <cstdlib>
 #include <limits>
 #include <new>
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
 
 namespace tileattn::detail {
 
@@ -25,6 +28,21 @@ inline std::size_t round_up_bytes(std::size_t n) {
   return checked_add(n, kScratchAlign - 1) & ~(kScratchAlign - 1);
 }
 
+// The machine's physical memory in bytes (the largest size_t where it cannot be read). A block larger
+// than that can never be backed: where the system overcommits (Linux's vm.overcommit_memory = 1), such an
+// allocation succeeds and the process is killed when its pages are touched, so it is refused up front.
+inline std::size_t physical_memory_bytes() {
+  static const std::size_t bytes = [] {
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    const auto n = static_cast<std::size_t>(pages), size = static_cast<std::size_t>(page);
+    if (pages > 0 && page > 0 && n <= std::numeric_limits<std::size_t>::max() / size) return n * size;
+#endif
+    return std::numeric_limits<std::size_t>::max();
+  }();
+  return bytes;
+}
+
 class Scratch {
  public:
   Scratch() = default;
@@ -32,9 +50,11 @@ class Scratch {
   Scratch& operator=(const Scratch&) = delete;
   ~Scratch() { std::free(data_); }
 
-  // Returns at least `bytes` bytes, 64-byte aligned. Throws std::bad_alloc.
+  // Returns at least `bytes` bytes, 64-byte aligned. Throws std::bad_alloc (also for more than the
+  // machine's physical memory).
   void* get(std::size_t bytes) {
     if (bytes > size_) {
+      if (bytes > physical_memory_bytes()) throw std::bad_alloc();
       const std::size_t want = round_up_bytes(bytes);
       void* fresh = std::aligned_alloc(kScratchAlign, want);
       if (fresh == nullptr) throw std::bad_alloc();
