@@ -253,3 +253,62 @@ def test_fallback_heads_with_a_mask(rng, shape):
     v[0, 0, 5, 1] = 0.0
     check_against_oracle(q, k, v, AMX, mask=mask, causal=True)
     assert np.isfinite(out).all()
+
+
+# --- A float32 bias as the start of Q K^T's accumulators (float32 inputs, no softcap) -----------------
+
+
+@pytest.mark.parametrize("layout", ["bhsd", "bshd"])
+@pytest.mark.parametrize(
+    ("bias_shape", "extra"),
+    [
+        ("hss", {}),
+        ("ss", dict(causal=True)),
+        ("bhss", dict(alibi=True)),
+        ("hss", dict(mask=True, alibi=True, causal=True)),
+        ("key", dict(window=(40, 3))),
+    ],
+    ids=["hss", "ss-causal", "bhss-alibi", "hss-mask-alibi-causal", "per-key-window"],
+)
+def test_bias_in_accumulators(rng, layout, bias_shape, extra):
+    """Rows of a block spread over two heads (GQA, 77 query rows: 16-row halves that are not evenly
+    spaced in the bias, copied), keys that end inside a 32-key step (copied), evenly spaced halves (read
+    in place, also with a zero row stride), negative scale, with ALiBi, a mask and windows."""
+    b, hq, hkv, sq, sk = 2, 6, 2, 77, 301
+    q, k, v = qkv(rng, b=b, hq=hq, hkv=hkv, sq=sq, sk=sk, d=64, layout=layout)
+    shapes = {"hss": (hq, sq, sk), "ss": (sq, sk), "bhss": (b, hq, sq, sk), "key": (b, 1, 1, sk)}
+    bias = (3 * rng.standard_normal(shapes[bias_shape])).astype(np.float32)
+    kw = dict(bias=bias, layout=layout, causal=extra.get("causal", False), scale=-0.3)
+    if extra.get("alibi"):
+        kw["alibi_slopes"] = rng.uniform(0.01, 0.5, hq)
+    if extra.get("mask"):
+        kw["mask"] = rng.random((b, 1, sq, sk)) > 0.2
+    if "window" in extra:
+        kw["window"] = extra["window"]
+    check_against_oracle(q, k, v, AMX, **kw)
+    base = run(q, k, v, AMX, num_threads=1, return_lse=True, **kw)
+    for threads in (2, 3):
+        got = run(q, k, v, AMX, num_threads=threads, return_lse=True, **kw)
+        assert np.array_equal(got[0], base[0]) and np.array_equal(got[1], base[1])
+
+
+def test_bias_in_accumulators_hidden_values(rng):
+    """NaN in the bias at keys past kv_lengths or above the causal diagonal never reaches an output (the
+    accumulators hold it; those keys are selected away); a row of -inf bias is fully masked; a row of
+    finfo.min bias is a normal, very negative one."""
+    q, k, v = qkv(rng, b=2, hq=2, hkv=2, sq=100, sk=400, d=64)
+    clean = rng.standard_normal((2, 2, 100, 400)).astype(np.float32)
+    clean[:, :, 5, :] = -np.inf
+    clean[:, :, 9, :] = np.finfo(np.float32).min
+    kw = dict(kv_lengths=np.array([333, 400]), causal=True, return_lse=True)
+    dirty = clean.copy()
+    dirty[0, :, :, 333:] = np.nan
+    rows, cols = np.triu_indices(100, 1, 400)
+    hidden = cols + 0 > rows + 300  # above the bottom-right diagonal of sequence 1 (offset 300)
+    dirty[1, :, rows[hidden], cols[hidden]] = np.nan
+    got, want = run(q, k, v, AMX, bias=dirty, **kw), run(q, k, v, AMX, bias=clean, **kw)
+    assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    kw.pop("return_lse")
+    out, lse = check_against_oracle(q, k, v, AMX, bias=clean, **kw)
+    assert (out[:, :, 5] == 0).all() and np.isneginf(lse[:, :, 5]).all()
+    assert np.isfinite(lse[:, :, 9]).all()

@@ -294,6 +294,9 @@ inline Vec<A> tanh_vec(Vec<A> x) {
 
 // The element-wise options present, as compile-time flags of the transform (no test per vector).
 enum : int { kXfBias = 1, kXfAlibi = 2, kXfMask = 4, kXfSoftcap = 8, kXfAll = 15 };
+// The matrix-unit path only: the bias is already in the scores (the accumulators of Q K^T start from it,
+// and the query carries the scale), which are in natural-log units as the transform's.
+enum : int { kXfBiasTiles = 16 };
 
 // The element-wise options on the rows of a register block against one KV tile: from the raw score s of
 // row r, key j to t = softcap * tanh(|scale| s / softcap) + bias - slope * |diag - j|, computed as
@@ -469,6 +472,12 @@ class TiledForward {
         q_blocks_ = 1;
       }
       rows_cap_ = round_up(round_up(group_ * tiles_.block_q, MR), amx_detail::kRows);
+      // A float32 bias read in place, with float32 inputs and no softcap (which applies before the bias):
+      // Q K^T's accumulators start from the bias and the query rows carry the scale, so the scores come
+      // out of the unit transformed (t = bias + (scale q) . k, rounded as the unit accumulates); the
+      // vector unit neither reads the bias nor multiplies. The choice depends on the call alone, never on
+      // the items' rows (bench/RESULTS.md, "Twelfth session").
+      amx_bias_tiles_ = std::is_same_v<T, float> && bias_native_ && p.softcap == 0;
     }
 #endif
   }
@@ -555,6 +564,9 @@ class TiledForward {
 
   struct AmxBlock {  // a block of 32 rows against a KV tile: its first row, the tile, its 32-key steps [kc0, kc1)
     int64_t rb, j0, kc0, kc1;
+    // With the bias in the accumulators: the bias offset of each 16-row half (its key 0), or -1 where the
+    // half's rows are not evenly spaced in the bias or not all in the item (then copied, amx_load_bias).
+    int64_t bias_off[2];
   };
 
   struct Workspace {
@@ -581,6 +593,7 @@ class TiledForward {
     uint8_t* qbad;  // rows_cap: a row whose query the parts cannot represent (computed by the reference path)
     AmxBlock* blocks;  // rows_cap / 32: the blocks of rows that see a tile
     float* abias;      // kAmxTileKeys: one row's bias of a tile, converted to float (a bias not read in place)
+    float* cbias;      // 2 x 16 x 32: a block's bias of a 32-key step, copied (amx_load_bias)
     std::size_t bytes;
   };
 
@@ -617,6 +630,7 @@ class TiledForward {
       ws.qrow = c.take<float>(static_cast<std::size_t>(amx_stage_floats()));  // also amx_pack_tile's stage
       ws.qbad = c.take<uint8_t>(rows);
       ws.abias = c.take<float>(p_.bias != nullptr && !bias_native_ ? kAmxTileKeys : 0);
+      ws.cbias = c.take<float>(amx_bias_tiles_ ? 2 * 16 * amx_detail::kKeys : 0);
       ws.blocks = c.take<AmxBlock>(detail::checked_mul(rows / amx_detail::kRows,
                                                        static_cast<std::size_t>(ceil_div(panel_keys_, kAmxTileKeys))));
     }
@@ -1712,6 +1726,7 @@ class TiledForward {
   void amx_pack_q(const Workspace& ws, int64_t b, int64_t g, int64_t i0, int64_t nq, int64_t nrows) const {
     namespace ad = amx_detail;
     const int64_t plane = rows_cap_ * dq_;
+    const __m512 qscale = _mm512_set1_ps(static_cast<float>(p_.scale));  // with the bias in the accumulators
     for (int64_t r = 0; r < rows_cap_; ++r) {
       uint16_t* dst = ws.qa + r * dq_;
       ws.qbad[r] = 0;
@@ -1724,7 +1739,11 @@ class TiledForward {
       __mmask16 bad = 0;
       for (int64_t d = 0; d < dq_; d += 16) {
         __m512 x = _mm512_loadu_ps(ws.qrow + d);
-        if (negate_q_) x = _mm512_sub_ps(_mm512_setzero_ps(), x);
+        if (amx_bias_tiles_) {
+          x = _mm512_mul_ps(x, qscale);
+        } else if (negate_q_) {
+          x = _mm512_sub_ps(_mm512_setzero_ps(), x);
+        }
         bad |= ad::unsplittable(x);
         __m256i h[3];
         ad::split3(x, h);
@@ -1750,6 +1769,8 @@ class TiledForward {
     const uint16_t* p;  // P V: the probabilities' parts
     int64_t units, subs;  // units of the job; d chunks (scores) or 32-key steps (P V) per unit
     int64_t steps;        // steps per unit: subs times the products
+    int64_t bias_off[2];  // scores with the bias in the accumulators: AmxBlock::bias_off
+    int64_t nrows;        // ... and the item's rows
   };
   struct AmxQueue {
     AmxJob job[2];
@@ -1804,12 +1825,53 @@ class TiledForward {
     q.job[q.jobs++] = j;
     q.total += j.units * j.steps;
   }
-  AmxJob amx_scores_job(const AmxBlock& b, float* s) const {
+  AmxJob amx_scores_job(const AmxBlock& b, float* s, int64_t nrows) const {
     const int64_t ndc = dq_ / amx_detail::kDepth;
-    return {false, b.rb, b.j0, b.kc0, b.kc1, s, nullptr, b.kc1 - b.kc0, ndc, qk_prods_.n * ndc};
+    return {false, b.rb, b.j0, b.kc0, b.kc1, s, nullptr, b.kc1 - b.kc0, ndc, qk_prods_.n * ndc,
+            {b.bias_off[0], b.bias_off[1]}, nrows};
   }
   AmxJob amx_pv_job(const AmxBlock& b, const uint16_t* p) const {
-    return {true, b.rb, b.j0, b.kc0, b.kc1, nullptr, p, ceil_div(dvp_ / 16, 2), b.kc1 - b.kc0, pv_prods_.n * (b.kc1 - b.kc0)};
+    return {true, b.rb, b.j0, b.kc0, b.kc1, nullptr, p, ceil_div(dvp_ / 16, 2), b.kc1 - b.kc0, pv_prods_.n * (b.kc1 - b.kc0),
+            {-1, -1}, 0};
+  }
+
+  // The bias of a block's rows at keys [j, j + 32) into accumulators 0-3 (rows 0-15 in 0 and 1, 16-31 in
+  // 2 and 3; keys 0-15 in 0 and 2). A half whose rows are evenly spaced in the bias and whose keys all
+  // exist is read in place; otherwise its rows are copied (keys past seq_k, rows past the item zero: no
+  // row reads them) and read from the copy, the same values.
+  __attribute__((always_inline)) void amx_load_bias(const Workspace& ws, const AmxJob& jb, int64_t j) const {
+    const auto* const bias = static_cast<const float*>(p_.bias);
+    const bool keys_in = j + amx_detail::kKeys <= p_.seq_k;
+    const int ldb = static_cast<int>(p_.bias_seq_stride * 4);
+    if (keys_in && jb.bias_off[0] >= 0) {
+      _tile_loadd(0, bias + jb.bias_off[0] + j, ldb);
+      _tile_loadd(1, bias + jb.bias_off[0] + j + 16, ldb);
+    } else {
+      amx_copy_bias(ws, jb, j, 0);
+      _tile_loadd(0, ws.cbias, 128);
+      _tile_loadd(1, ws.cbias + 16, 128);
+    }
+    if (keys_in && jb.bias_off[1] >= 0) {
+      _tile_loadd(2, bias + jb.bias_off[1] + j, ldb);
+      _tile_loadd(3, bias + jb.bias_off[1] + j + 16, ldb);
+    } else {
+      amx_copy_bias(ws, jb, j, 1);
+      _tile_loadd(2, ws.cbias + 16 * 32, 128);
+      _tile_loadd(3, ws.cbias + 16 * 32 + 16, 128);
+    }
+  }
+  __attribute__((noinline)) void amx_copy_bias(const Workspace& ws, const AmxJob& jb, int64_t j, int half) const {
+    const auto* const bias = static_cast<const float*>(p_.bias);
+    const int64_t n = std::clamp<int64_t>(p_.seq_k - j, 0, amx_detail::kKeys);
+    float* const dst = ws.cbias + half * 16 * 32;
+    for (int64_t r = 0; r < 16; ++r) {
+      const int64_t row = jb.rb + half * 16 + r;
+      float* d = dst + r * 32;
+      const int64_t m = row < jb.nrows ? n : 0;
+      if (m > 0) std::copy(bias + ws.opt[row].bias + j, bias + ws.opt[row].bias + j + m, d);
+      std::fill(d + m, d + 32, 0.0f);
+    }
+    asm volatile("" ::: "memory");  // the copy before the tile loads (_tile_loadd has no memory clobber)
   }
 
   // One step of the queue's current job (there must be one left).
@@ -1829,10 +1891,14 @@ class TiledForward {
       const int64_t next_block = ndc * ad::kTileElems;  // the next 16 keys
       const int64_t kc = j.kc0 + q.unit, dc = q.sub;
       if (first) {
-        _tile_zero(0);
-        _tile_zero(1);
-        _tile_zero(2);
-        _tile_zero(3);
+        if (amx_bias_tiles_) {
+          amx_load_bias(ws, j, j0 + kc * ad::kKeys);
+        } else {
+          _tile_zero(0);
+          _tile_zero(1);
+          _tile_zero(2);
+          _tile_zero(3);
+        }
       }
       if (pr.load_row[prod]) {
         const uint16_t* qd = ws.qa + (pr.row[prod] * rows_cap_ + j.rb) * dq_ + dc * ad::kDepth;
@@ -1919,6 +1985,17 @@ class TiledForward {
     while (q.issued < q.total) amx_step(ws, q, panel);
   }
 
+  // The bias offset of rows [r0, r0 + 16) of the item (key 0) when they are all in the item and evenly
+  // spaced in the bias (one tile load reads them in place), else -1.
+  int64_t amx_bias_half(const Workspace& ws, int64_t r0, int64_t nrows) const {
+    if (!amx_bias_tiles_ || r0 + 16 > nrows) return -1;
+    const int64_t o = ws.opt[r0].bias, step = p_.bias_seq_stride;
+    for (int64_t r = 1; r < 16; ++r) {
+      if (ws.opt[r0 + r].bias != o + r * step) return -1;
+    }
+    return o;
+  }
+
   void amx_process(const Workspace& ws, const ItemPos& it, const uint16_t* panel) const {
     namespace ad = amx_detail;
     if (it.empty) return;
@@ -1942,12 +2019,15 @@ class TiledForward {
           const auto [a, e] = amx_row_keys(ws, it, row, j0);
           if (a < e) amin = std::min(amin, a), emax = std::max(emax, e);
         }
-        if (emax > 0) ws.blocks[nb++] = {rb, j0, amin / ad::kKeys, ceil_div(emax, ad::kKeys)};
+        if (emax > 0) {
+          ws.blocks[nb++] = {rb, j0, amin / ad::kKeys, ceil_div(emax, ad::kKeys),
+                             {amx_bias_half(ws, rb, nrows), amx_bias_half(ws, rb + 16, nrows)}};
+        }
       }
     }
     if (nb > 0) {
       AmxQueue q;
-      amx_queue(q, amx_scores_job(ws.blocks[0], sbuf[0]));
+      amx_queue(q, amx_scores_job(ws.blocks[0], sbuf[0], nrows));
       amx_drain(ws, q, panel);
       for (int64_t x = 0; x < nb; ++x) {
         const AmxBlock& blk = ws.blocks[x];
@@ -1957,12 +2037,21 @@ class TiledForward {
           // The same rows (a single block per tile): their P V before this softmax rescales their O.
           if (ws.blocks[x - 1].rb == blk.rb) amx_drain(ws, q, panel);
         }
-        if (x + 1 < nb) amx_queue(q, amx_scores_job(ws.blocks[x + 1], sbuf[(x + 1) % 2]));
+        if (x + 1 < nb) amx_queue(q, amx_scores_job(ws.blocks[x + 1], sbuf[(x + 1) % 2], nrows));
+        // The pair whose bias rows and mask bytes this softmax prefetches: the next (with the bias in the
+        // accumulators, whose scores load it during this softmax, two pairs ahead measured no faster).
         const auto softmax = [&](auto flags) {
           amx_softmax<decltype(flags)::value>(ws, it, blk, x + 1 < nb ? &ws.blocks[x + 1] : nullptr, sbuf[x % 2],
                                               pbuf[x % 2], q, panel);
         };
-        if (transform_) {
+        if (amx_bias_tiles_) {  // the options besides the bias: ALiBi and a mask (no softcap)
+          detail::with_value<4>(((xf_flags_ & kXfAlibi) != 0 ? 1 : 0) | ((xf_flags_ & kXfMask) != 0 ? 2 : 0),
+                                [&](auto v) {
+                                  constexpr int kV = decltype(v)::value;
+                                  softmax(std::integral_constant<int, kXfBiasTiles | ((kV & 1) != 0 ? kXfAlibi : 0) |
+                                                                          ((kV & 2) != 0 ? kXfMask : 0)>{});
+                                });
+        } else if (transform_) {
           detail::with_value<kXfAll + 1>(xf_flags_, softmax);
         } else {
           softmax(std::integral_constant<int, 0>{});
@@ -2005,7 +2094,11 @@ class TiledForward {
     x.mask_contiguous = p_.mask_key_stride == 1;
     x.prefetch_bias = false;
     x.mask_stride = p_.mask_key_stride;
-    x.mult = V::set1(p_.softcap > 0 ? static_cast<A>(std::fabs(p_.scale) / p_.softcap) : scale_abs_);
+    if constexpr ((F & kXfBiasTiles) != 0) {
+      x.mult = V::set1(A(1));  // the scores carry the scale (and the bias): t = s, or s + ALiBi's term
+    } else {
+      x.mult = V::set1(p_.softcap > 0 ? static_cast<A>(std::fabs(p_.scale) / p_.softcap) : scale_abs_);
+    }
     if constexpr ((F & kXfSoftcap) != 0) x.cap = V::set1(static_cast<A>(p_.softcap));
     x.gather = ws.bias, x.keep = ws.keep;
     const RowOptions& o = ws.opt[row];
@@ -2046,13 +2139,15 @@ class TiledForward {
     // With options, the scores become t (natural-log units, ScoreTransform) in place, and the exponent is
     // (t - m') log2(e); raw scores take one fma, s c - m' (base-2 units), as in softmax_rows.
     constexpr bool kNats = F != 0;
+    constexpr int FX = F & kXfAll;  // the options the vector unit applies
+    constexpr bool kXform = FX != 0;
     const int64_t j0 = blk.j0;
     const A neg_inf = -std::numeric_limits<A>::infinity();
     const int64_t pplane = ad::kRows * kAmxTileKeys;
     const int64_t v0 = blk.kc0 * ad::kKeys / W, v1 = blk.kc1 * ad::kKeys / W;
     // The pace's unit: a vector of the block's rows, visited once by the exponentials and, with options,
     // once before by the transform.
-    const int64_t per_row = (kNats ? 2 : 1) * (v1 - v0);
+    const int64_t per_row = (kXform ? 2 : 1) * (v1 - v0);
     amx_rate(q, ad::kRows * per_row);
     const V cv = V::set1(kNats ? A(1) : c_);
     // Lanes of vector v that are keys [a, e).
@@ -2066,7 +2161,7 @@ class TiledForward {
       uint16_t* pr = pbase + r * kAmxTileKeys;
       const int64_t done = r * per_row;
       const auto [a, e] = amx_row_keys(ws, it, row, j0);
-      if constexpr ((F & (kXfBias | kXfMask)) != 0) {
+      if constexpr ((F & (kXfBias | kXfMask | kXfBiasTiles)) != 0) {
         // The next pair's row r: its mask bytes and bias values of that tile, into L2 (rows of a bias or
         // mask are far apart: the hardware prefetchers do not follow a block's worth of short runs).
         if (next != nullptr && next->rb + r < it.nrows) amx_prefetch_options(ws.opt[next->rb + r], next->j0);
@@ -2078,7 +2173,7 @@ class TiledForward {
       const bool whole = a <= v0 * W && e >= v1 * W;
       if (a < e) {
         __m512 vmax = _mm512_set1_ps(neg_inf);
-        if constexpr (kNats) {  // the options, in place, keys outside [a, e) of the row's vectors at -inf
+        if constexpr (kXform) {  // the options, in place, keys outside [a, e) of the row's vectors at -inf
           ScoreTransform<A, 1> xf;
           amx_row_transform<F>(ws, row, j0, e, xf);
           const V lanes_w = lane_index(A(0));
@@ -2086,9 +2181,9 @@ class TiledForward {
             const int64_t j = v * W;
             V t;
             if (j >= a && j + W <= e) {
-              t = xf.template apply<F, true>(0, j, V::load(s + j), a, e);
+              t = xf.template apply<FX, true>(0, j, V::load(s + j), a, e);
             } else {
-              t = xf.template apply<F, false>(0, j, V::load(s + j), a, e);
+              t = xf.template apply<FX, false>(0, j, V::load(s + j), a, e);
               const V jv = add(V::set1(static_cast<A>(j)), lanes_w);
               t = select_lt(jv, V::set1(static_cast<A>(a)), V::set1(neg_inf), t);
               t = select_lt(jv, V::set1(static_cast<A>(e)), t, V::set1(neg_inf));
@@ -2147,7 +2242,7 @@ class TiledForward {
           TILEATTN_UNROLL
           for (int k = 0; k < 3; ++k) ad::store256(pr + k * pplane + (v + i) * W, h[i][k]);
         }
-        amx_pace(ws, q, panel, done + (kNats ? v1 - v0 : 0) + (v + N - v0));
+        amx_pace(ws, q, panel, done + (kXform ? v1 - v0 : 0) + (v + N - v0));
       };
       const auto run_groups = [&](auto whole_c) {
         int64_t v = v0;
@@ -2247,6 +2342,7 @@ class TiledForward {
   static constexpr int kInputParts = std::is_same_v<T, BFloat16> ? 1 : std::is_same_v<T, Half> ? 2 : 3;
   AmxProducts qk_prods_ = amx_products(kInputParts, kInputParts);
   AmxProducts pv_prods_ = amx_products(3, kInputParts);
+  bool amx_bias_tiles_ = false;  // the bias starts Q K^T's accumulators (see the constructor)
 #endif
 };
 
