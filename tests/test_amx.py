@@ -312,3 +312,42 @@ def test_bias_in_accumulators_hidden_values(rng):
     out, lse = check_against_oracle(q, k, v, AMX, bias=clean, **kw)
     assert (out[:, :, 5] == 0).all() and np.isneginf(lse[:, :, 5]).all()
     assert np.isfinite(lse[:, :, 9]).all()
+
+
+# --- A mask as the only option: its bytes select lanes, the scores stay raw ------------------------------
+
+
+@pytest.mark.parametrize("scale", [None, -0.7, 0.0])
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+def test_mask_lanes(rng, dtype, scale):
+    """Mask-only calls (and a float32 bias with a mask): raw base-2 scores under the mask's lanes, edges
+    of rows' ranges inside vectors (causal, 77 rows, 301 keys), whole tiles and rows masked, any scale."""
+    q, k, v = qkv(rng, b=2, hq=6, hkv=2, sq=77, sk=301, d=64, dtype=dtype)
+    mask = rng.random((2, 1, 77, 301)) > 0.3
+    mask[0, :, :, :256] = False  # a whole tile, for sequence 0
+    mask[1, :, 4] = False  # a fully masked row
+    for kw in [
+        dict(mask=mask, causal=True),
+        dict(mask=mask[:, :, :, ::-1].copy(), window=(50, 10)),
+    ]:
+        out, lse = check_against_oracle(q, k, v, AMX, scale=scale, **kw)
+        assert (out[1, :, 4] == 0).all() and np.isneginf(lse[1, :, 4]).all()
+        base = run(q, k, v, AMX, scale=scale, num_threads=1, return_lse=True, **kw)
+        got = run(q, k, v, AMX, scale=scale, num_threads=3, return_lse=True, **kw)
+        assert np.array_equal(got[0], base[0]) and np.array_equal(got[1], base[1])
+    bias = rng.standard_normal((77, 301)).astype(np.float32)
+    check_against_oracle(q, k, v, AMX, scale=scale, mask=mask, bias=bias)
+
+
+def test_mask_lanes_huge_scores(rng):
+    """Raw scores so large that the row max's rounding no longer cancels go to the reference path, as
+    without a mask. An all-True mask computes what no mask does, bit for bit (the same raw arithmetic),
+    also at large scores."""
+    q, k, v = qkv(rng, b=1, hq=2, sq=40, sk=300, d=64)
+    mask = rng.random((40, 300)) > 0.5
+    check_against_oracle(q * np.float32(3e17), k * np.float32(3e17), v, AMX, mask=mask)
+    for f in [1, 300]:
+        qs, ks = q * np.float32(f), k * np.float32(f)
+        got = run(qs, ks, v, AMX, mask=np.ones((40, 300), bool), causal=True, return_lse=True)
+        want = run(qs, ks, v, AMX, causal=True, return_lse=True)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])

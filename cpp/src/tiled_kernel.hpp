@@ -297,6 +297,9 @@ enum : int { kXfBias = 1, kXfAlibi = 2, kXfMask = 4, kXfSoftcap = 8, kXfAll = 15
 // The matrix-unit path only: the bias is already in the scores (the accumulators of Q K^T start from it,
 // and the query carries the scale), which are in natural-log units as the transform's.
 enum : int { kXfBiasTiles = 16 };
+// The matrix-unit path only: a mask (contiguous keys, the only option left for the vector unit) selects
+// the lanes of the max and of the exponentials, as the rows' ranges do; the scores are not rewritten.
+enum : int { kXfMaskLanes = 32 };
 
 // The element-wise options on the rows of a register block against one KV tile: from the raw score s of
 // row r, key j to t = softcap * tanh(|scale| s / softcap) + bias - slope * |diag - j|, computed as
@@ -478,6 +481,12 @@ class TiledForward {
       // vector unit neither reads the bias nor multiplies. The choice depends on the call alone, never on
       // the items' rows (bench/RESULTS.md, "Twelfth session").
       amx_bias_tiles_ = std::is_same_v<T, float> && bias_native_ && p.softcap == 0;
+      // A mask with no other option for the vector unit (a bias in the accumulators aside): its bytes
+      // select lanes, with no pass that rewrites the scores; without the bias the scores stay raw (base-2
+      // exponents by one fma, as without options).
+      amx_mask_lanes_ = p.mask != nullptr && p.mask_key_stride == 1 &&
+                        (xf_flags_ & ~(kXfMask | (amx_bias_tiles_ ? kXfBias : 0))) == 0;
+      amx_nats_ = nats_ && !(amx_mask_lanes_ && !amx_bias_tiles_);
     }
 #endif
   }
@@ -2044,7 +2053,10 @@ class TiledForward {
           amx_softmax<decltype(flags)::value>(ws, it, blk, x + 1 < nb ? &ws.blocks[x + 1] : nullptr, sbuf[x % 2],
                                               pbuf[x % 2], q, panel);
         };
-        if (amx_bias_tiles_) {  // the options besides the bias: ALiBi and a mask (no softcap)
+        if (amx_mask_lanes_) {
+          amx_bias_tiles_ ? softmax(std::integral_constant<int, kXfBiasTiles | kXfMaskLanes>{})
+                          : softmax(std::integral_constant<int, kXfMaskLanes>{});
+        } else if (amx_bias_tiles_) {  // the options besides the bias: ALiBi and a mask (no softcap)
           detail::with_value<4>(((xf_flags_ & kXfAlibi) != 0 ? 1 : 0) | ((xf_flags_ & kXfMask) != 0 ? 2 : 0),
                                 [&](auto v) {
                                   constexpr int kV = decltype(v)::value;
@@ -2067,7 +2079,7 @@ class TiledForward {
       if (ws.qbad[r]) {
         reference_attention_row(p_, b, h, i);
       } else {
-        write_result(b, h, i, ws.o + r * dvp_, ws.m[r], ws.l[r]);
+        write_result(b, h, i, ws.o + r * dvp_, ws.m[r], ws.l[r], amx_nats_);
       }
     }
   }
@@ -2138,9 +2150,10 @@ class TiledForward {
     namespace ad = amx_detail;
     // With options, the scores become t (natural-log units, ScoreTransform) in place, and the exponent is
     // (t - m') log2(e); raw scores take one fma, s c - m' (base-2 units), as in softmax_rows.
-    constexpr bool kNats = F != 0;
-    constexpr int FX = F & kXfAll;  // the options the vector unit applies
+    constexpr bool kNats = (F & (kXfAll | kXfBiasTiles)) != 0;  // else raw scores (at most a mask's lanes)
+    constexpr int FX = F & kXfAll;  // the options the vector unit applies to the scores
     constexpr bool kXform = FX != 0;
+    constexpr bool kMaskLanes = (F & kXfMaskLanes) != 0;
     const int64_t j0 = blk.j0;
     const A neg_inf = -std::numeric_limits<A>::infinity();
     const int64_t pplane = ad::kRows * kAmxTileKeys;
@@ -2161,7 +2174,7 @@ class TiledForward {
       uint16_t* pr = pbase + r * kAmxTileKeys;
       const int64_t done = r * per_row;
       const auto [a, e] = amx_row_keys(ws, it, row, j0);
-      if constexpr ((F & (kXfBias | kXfMask | kXfBiasTiles)) != 0) {
+      if constexpr ((F & (kXfBias | kXfMask | kXfBiasTiles | kXfMaskLanes)) != 0) {
         // The next pair's row r: its mask bytes and bias values of that tile, into L2 (rows of a bias or
         // mask are far apart: the hardware prefetchers do not follow a block's worth of short runs).
         if (next != nullptr && next->rb + r < it.nrows) amx_prefetch_options(ws.opt[next->rb + r], next->j0);
@@ -2170,7 +2183,9 @@ class TiledForward {
       A alpha = 1;
       V neg_m = V::zero();
       // Every key of the block's steps visible (most rows off the diagonals): no lane selection.
-      const bool whole = a <= v0 * W && e >= v1 * W;
+      const bool whole = !kMaskLanes && a <= v0 * W && e >= v1 * W;
+      __mmask16 km[kAmxTileKeys / W];  // with the mask's lanes: those of each vector the row sees
+      const uint8_t* const mrow = kMaskLanes ? ws.opt[row].mask : nullptr;  // the row's mask bytes (null: all)
       if (a < e) {
         __m512 vmax = _mm512_set1_ps(neg_inf);
         if constexpr (kXform) {  // the options, in place, keys outside [a, e) of the row's vectors at -inf
@@ -2192,6 +2207,29 @@ class TiledForward {
             vmax = _mm512_max_ps(vmax, t.v);
             if ((v & 3) == 3) amx_pace(ws, q, panel, done + std::min(v + 1 - a / W, v1 - v0));
           }
+        } else if constexpr (kMaskLanes) {
+          const int64_t va = a / W, ve = ceil_div(e, W);
+          const int64_t in0 = ceil_div(a, W), in1 = e / W;  // the vectors wholly inside [a, e)
+          for (int64_t v = v0; v < va; ++v) km[v] = 0;
+          for (int64_t v = ve; v < v1; ++v) km[v] = 0;
+          for (int64_t v = va; v < ve; ++v) {
+            const int64_t j = v * W;
+            __mmask16 k;
+            if (v >= in0 && v < in1) {
+              k = 0xFFFF;
+              if (mrow != nullptr) {
+                const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(mrow + j0 + j));
+                k = _mm_test_epi8_mask(bytes, bytes);
+              }
+            } else {  // an edge: only the bytes of keys in [a, e) may be read
+              k = lanes(v, a, e);
+              for (int w = 0; w < W && mrow != nullptr; ++w) {
+                if (((k >> w) & 1) != 0 && mrow[j0 + j + w] == 0) k = static_cast<__mmask16>(k & ~(1u << w));
+              }
+            }
+            km[v] = k;
+            vmax = _mm512_mask_max_ps(vmax, k, vmax, _mm512_loadu_ps(s + j));
+          }
         } else if (whole) {
           __m512 vmax2 = vmax;
           for (int64_t v = v0; v < v1; v += 2) {
@@ -2207,9 +2245,24 @@ class TiledForward {
         const A m_old = ws.m[row];
         A m_new;
         // c >= 0, so max(s) * c = max(s * c): rounding is monotonic.
-        if (new_max(m_old, _mm512_reduce_max_ps(vmax) * (kNats ? A(1) : c_), s, a, e, &m_new)) {
+        // (With the mask's lanes, where every selected score is -inf or none is selected, a NaN counts
+        // only where a lane is selected: new_max would read every score.)
+        bool found = new_max(m_old, _mm512_reduce_max_ps(vmax) * (kNats ? A(1) : c_), s, kMaskLanes ? 0 : a,
+                             kMaskLanes ? 0 : e, &m_new);
+        if constexpr (kMaskLanes) {
+          if (!found && m_old == neg_inf) {
+            for (int64_t j = a; j < e; ++j) {
+              if ((mrow == nullptr || mrow[j0 + j] != 0) && std::isnan(s[j])) {
+                found = true, m_new = std::numeric_limits<A>::quiet_NaN();
+                break;
+              }
+            }
+          }
+        }
+        if (found) {
           live = true;
-          alpha = m_old == m_new ? A(1) : m_old == neg_inf ? A(0) : exp2_scalar(to_base2(m_old - m_new));
+          const A d = kNats ? (m_old - m_new) * static_cast<A>(kLog2e) : m_old - m_new;
+          alpha = m_old == m_new ? A(1) : m_old == neg_inf ? A(0) : exp2_scalar(d);
           ws.m[row] = m_new;
           neg_m = V::set1(-m_new);
         }
@@ -2228,7 +2281,9 @@ class TiledForward {
         TILEATTN_UNROLL
         for (int i = 0; i < N; ++i) {
           x[i] = exponent<kNats>(V::load(s + (v + i) * W), cv, neg_m);
-          if constexpr (!decltype(whole_c)::value) {
+          if constexpr (kMaskLanes) {
+            x[i].v = _mm512_mask_blend_ps(km[v + i], _mm512_set1_ps(neg_inf), x[i].v);  // 0 masked, off range
+          } else if constexpr (!decltype(whole_c)::value) {
             x[i].v = _mm512_mask_blend_ps(lanes(v + i, a, e), _mm512_set1_ps(neg_inf), x[i].v);  // 0 off range
           }
         }
@@ -2279,10 +2334,12 @@ class TiledForward {
   // - weighted sums of values near the dtype's largest value that overflow (o or l not finite, or l 0).
   // Rows with an infinite or NaN value among the scores or values they see take that path too, and get
   // the same non-finite result. Every other row costs one test of its Dv sums.
-  void write_result(int64_t b, int64_t h, int64_t i, A* o, A m, A l) const {
+  // nats: m is in natural-log units (the vector path's nats_; the matrix unit's amx_nats_).
+  void write_result(int64_t b, int64_t h, int64_t i, A* o, A m, A l) const { write_result(b, h, i, o, m, l, nats_); }
+  void write_result(int64_t b, int64_t h, int64_t i, A* o, A m, A l, bool nats) const {
     constexpr double kLn2 = 0.6931471805599453;
     constexpr A kExactMax = std::is_same_v<A, float> ? A(1 << 20) : A(int64_t{1} << 49);
-    const bool huge = !transform_ && !(std::fabs(m) <= kExactMax);  // also +-inf
+    const bool huge = !nats && !(std::fabs(m) <= kExactMax);  // also +-inf
     const bool sums = m > -std::numeric_limits<A>::infinity() &&
                       !(l > A(0) && l <= std::numeric_limits<A>::max() && all_finite(o, dvp_, 1));
     if (!std::isnan(m) && (huge || sums)) {
@@ -2294,7 +2351,7 @@ class TiledForward {
     if (p_.lse != nullptr) {
       using L = std::conditional_t<std::is_same_v<T, double>, double, float>;
       const double lse = l == A(0) ? -std::numeric_limits<double>::infinity()
-                                   : static_cast<double>(m) * (nats_ ? 1.0 : kLn2) + std::log(static_cast<double>(l));
+                                   : static_cast<double>(m) * (nats ? 1.0 : kLn2) + std::log(static_cast<double>(l));
       detail::store_elem<L>(p_.lse, geo_.lse_at(b, h, i), detail::saturate<L>(lse));
     }
   }
@@ -2343,6 +2400,8 @@ class TiledForward {
   AmxProducts qk_prods_ = amx_products(kInputParts, kInputParts);
   AmxProducts pv_prods_ = amx_products(3, kInputParts);
   bool amx_bias_tiles_ = false;  // the bias starts Q K^T's accumulators (see the constructor)
+  bool amx_mask_lanes_ = false;  // the mask selects lanes (see the constructor)
+  bool amx_nats_ = false;        // this path's scores and maxima in natural-log units
 #endif
 };
 
