@@ -2207,7 +2207,7 @@ class TiledForward {
             vmax = _mm512_max_ps(vmax, t.v);
             if ((v & 3) == 3) amx_pace(ws, q, panel, done + std::min(v + 1 - a / W, v1 - v0));
           }
-        } else if constexpr (kMaskLanes) {
+        } else if (!whole) {  // (with the mask's lanes, never whole) each vector's lanes, kept for the exponentials
           const int64_t va = a / W, ve = ceil_div(e, W);
           const int64_t in0 = ceil_div(a, W), in1 = e / W;  // the vectors wholly inside [a, e)
           for (int64_t v = v0; v < va; ++v) km[v] = 0;
@@ -2230,17 +2230,13 @@ class TiledForward {
             km[v] = k;
             vmax = _mm512_mask_max_ps(vmax, k, vmax, _mm512_loadu_ps(s + j));
           }
-        } else if (whole) {
+        } else {
           __m512 vmax2 = vmax;
           for (int64_t v = v0; v < v1; v += 2) {
             vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(s + v * W));
             vmax2 = _mm512_max_ps(vmax2, _mm512_loadu_ps(s + v * W + W));
           }
           vmax = _mm512_max_ps(vmax, vmax2);
-        } else {
-          for (int64_t v = a / W; v < ceil_div(e, W); ++v) {
-            vmax = _mm512_mask_max_ps(vmax, lanes(v, a, e), vmax, _mm512_loadu_ps(s + v * W));
-          }
         }
         const A m_old = ws.m[row];
         A m_new;
@@ -2281,10 +2277,8 @@ class TiledForward {
         TILEATTN_UNROLL
         for (int i = 0; i < N; ++i) {
           x[i] = exponent<kNats>(V::load(s + (v + i) * W), cv, neg_m);
-          if constexpr (kMaskLanes) {
-            x[i].v = _mm512_mask_blend_ps(km[v + i], _mm512_set1_ps(neg_inf), x[i].v);  // 0 masked, off range
-          } else if constexpr (!decltype(whole_c)::value) {
-            x[i].v = _mm512_mask_blend_ps(lanes(v + i, a, e), _mm512_set1_ps(neg_inf), x[i].v);  // 0 off range
+          if constexpr (!decltype(whole_c)::value) {  // 0 off range (and masked)
+            x[i].v = _mm512_mask_blend_ps(kXform ? lanes(v + i, a, e) : km[v + i], _mm512_set1_ps(neg_inf), x[i].v);
           }
         }
         exp2_n<N>(x);
