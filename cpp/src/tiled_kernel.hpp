@@ -294,12 +294,9 @@ inline Vec<A> tanh_vec(Vec<A> x) {
 
 // The element-wise options present, as compile-time flags of the transform (no test per vector).
 enum : int { kXfBias = 1, kXfAlibi = 2, kXfMask = 4, kXfSoftcap = 8, kXfAll = 15 };
-// The matrix-unit path only: the bias is already in the scores (the accumulators of Q K^T start from it,
-// and the query carries the scale), which are in natural-log units as the transform's.
-enum : int { kXfBiasTiles = 16 };
 // The matrix-unit path only: a mask (contiguous keys, the only option left for the vector unit) selects
 // the lanes of the max and of the exponentials, as the rows' ranges do; the scores are not rewritten.
-enum : int { kXfMaskLanes = 32 };
+enum : int { kXfMaskLanes = 16 };
 
 // The element-wise options on the rows of a register block against one KV tile: from the raw score s of
 // row r, key j to t = softcap * tanh(|scale| s / softcap) + bias - slope * |diag - j|, computed as
@@ -475,18 +472,14 @@ class TiledForward {
         q_blocks_ = 1;
       }
       rows_cap_ = round_up(round_up(group_ * tiles_.block_q, MR), amx_detail::kRows);
-      // A float32 bias read in place, with float32 inputs and no softcap (which applies before the bias):
-      // Q K^T's accumulators start from the bias and the query rows carry the scale, so the scores come
-      // out of the unit transformed (t = bias + (scale q) . k, rounded as the unit accumulates); the
-      // vector unit neither reads the bias nor multiplies. The choice depends on the call alone, never on
-      // the items' rows (bench/RESULTS.md, "Twelfth session").
-      amx_bias_tiles_ = std::is_same_v<T, float> && bias_native_ && p.softcap == 0;
-      // A mask with no other option for the vector unit (a bias in the accumulators aside): its bytes
-      // select lanes, with no pass that rewrites the scores; without the bias the scores stay raw (base-2
-      // exponents by one fma, as without options).
-      amx_mask_lanes_ = p.mask != nullptr && p.mask_key_stride == 1 &&
-                        (xf_flags_ & ~(kXfMask | (amx_bias_tiles_ ? kXfBias : 0))) == 0;
-      amx_nats_ = nats_ && !(amx_mask_lanes_ && !amx_bias_tiles_);
+      // (A float32 bias loaded as the start of Q K^T's accumulators, the query rows carrying the scale,
+      // saved the vector unit its transform, but the unit then rounds every step of its accumulation at
+      // the bias's magnitude: 3-6x the error of naive float32 attention for a bias 100-1000 times the
+      // scores. Tried in the twelfth session and removed; test_large_bias_keeps_the_accuracy.)
+      // A mask that is the only option: its bytes select lanes, with no pass that rewrites the scores,
+      // which stay raw (base-2 exponents by one fma, as without options).
+      amx_mask_lanes_ = p.mask != nullptr && p.mask_key_stride == 1 && xf_flags_ == kXfMask;
+      amx_nats_ = nats_ && !amx_mask_lanes_;
     }
 #endif
   }
@@ -573,9 +566,6 @@ class TiledForward {
 
   struct AmxBlock {  // a block of 32 rows against a KV tile: its first row, the tile, its 32-key steps [kc0, kc1)
     int64_t rb, j0, kc0, kc1;
-    // With the bias in the accumulators: the bias offset of each 16-row half (its key 0), or -1 where the
-    // half's rows are not evenly spaced in the bias or not all in the item (then copied, amx_load_bias).
-    int64_t bias_off[2];
   };
 
   struct Workspace {
@@ -602,7 +592,6 @@ class TiledForward {
     uint8_t* qbad;  // rows_cap: a row whose query the parts cannot represent (computed by the reference path)
     AmxBlock* blocks;  // rows_cap / 32: the blocks of rows that see a tile
     float* abias;      // kAmxTileKeys: one row's bias of a tile, converted to float (a bias not read in place)
-    float* cbias;      // 2 x 16 x 32: a block's bias of a 32-key step, copied (amx_load_bias)
     std::size_t bytes;
   };
 
@@ -639,7 +628,6 @@ class TiledForward {
       ws.qrow = c.take<float>(static_cast<std::size_t>(amx_stage_floats()));  // also amx_pack_tile's stage
       ws.qbad = c.take<uint8_t>(rows);
       ws.abias = c.take<float>(p_.bias != nullptr && !bias_native_ ? kAmxTileKeys : 0);
-      ws.cbias = c.take<float>(amx_bias_tiles_ ? 2 * 16 * amx_detail::kKeys : 0);
       ws.blocks = c.take<AmxBlock>(detail::checked_mul(rows / amx_detail::kRows,
                                                        static_cast<std::size_t>(ceil_div(panel_keys_, kAmxTileKeys))));
     }
@@ -1735,7 +1723,6 @@ class TiledForward {
   void amx_pack_q(const Workspace& ws, int64_t b, int64_t g, int64_t i0, int64_t nq, int64_t nrows) const {
     namespace ad = amx_detail;
     const int64_t plane = rows_cap_ * dq_;
-    const __m512 qscale = _mm512_set1_ps(static_cast<float>(p_.scale));  // with the bias in the accumulators
     for (int64_t r = 0; r < rows_cap_; ++r) {
       uint16_t* dst = ws.qa + r * dq_;
       ws.qbad[r] = 0;
@@ -1748,11 +1735,7 @@ class TiledForward {
       __mmask16 bad = 0;
       for (int64_t d = 0; d < dq_; d += 16) {
         __m512 x = _mm512_loadu_ps(ws.qrow + d);
-        if (amx_bias_tiles_) {
-          x = _mm512_mul_ps(x, qscale);
-        } else if (negate_q_) {
-          x = _mm512_sub_ps(_mm512_setzero_ps(), x);
-        }
+        if (negate_q_) x = _mm512_sub_ps(_mm512_setzero_ps(), x);
         bad |= ad::unsplittable(x);
         __m256i h[3];
         ad::split3(x, h);
@@ -1778,8 +1761,6 @@ class TiledForward {
     const uint16_t* p;  // P V: the probabilities' parts
     int64_t units, subs;  // units of the job; d chunks (scores) or 32-key steps (P V) per unit
     int64_t steps;        // steps per unit: subs times the products
-    int64_t bias_off[2];  // scores with the bias in the accumulators: AmxBlock::bias_off
-    int64_t nrows;        // ... and the item's rows
   };
   struct AmxQueue {
     AmxJob job[2];
@@ -1834,53 +1815,12 @@ class TiledForward {
     q.job[q.jobs++] = j;
     q.total += j.units * j.steps;
   }
-  AmxJob amx_scores_job(const AmxBlock& b, float* s, int64_t nrows) const {
+  AmxJob amx_scores_job(const AmxBlock& b, float* s) const {
     const int64_t ndc = dq_ / amx_detail::kDepth;
-    return {false, b.rb, b.j0, b.kc0, b.kc1, s, nullptr, b.kc1 - b.kc0, ndc, qk_prods_.n * ndc,
-            {b.bias_off[0], b.bias_off[1]}, nrows};
+    return {false, b.rb, b.j0, b.kc0, b.kc1, s, nullptr, b.kc1 - b.kc0, ndc, qk_prods_.n * ndc};
   }
   AmxJob amx_pv_job(const AmxBlock& b, const uint16_t* p) const {
-    return {true, b.rb, b.j0, b.kc0, b.kc1, nullptr, p, ceil_div(dvp_ / 16, 2), b.kc1 - b.kc0, pv_prods_.n * (b.kc1 - b.kc0),
-            {-1, -1}, 0};
-  }
-
-  // The bias of a block's rows at keys [j, j + 32) into accumulators 0-3 (rows 0-15 in 0 and 1, 16-31 in
-  // 2 and 3; keys 0-15 in 0 and 2). A half whose rows are evenly spaced in the bias and whose keys all
-  // exist is read in place; otherwise its rows are copied (keys past seq_k, rows past the item zero: no
-  // row reads them) and read from the copy, the same values.
-  __attribute__((always_inline)) void amx_load_bias(const Workspace& ws, const AmxJob& jb, int64_t j) const {
-    const auto* const bias = static_cast<const float*>(p_.bias);
-    const bool keys_in = j + amx_detail::kKeys <= p_.seq_k;
-    const int ldb = static_cast<int>(p_.bias_seq_stride * 4);
-    if (keys_in && jb.bias_off[0] >= 0) {
-      _tile_loadd(0, bias + jb.bias_off[0] + j, ldb);
-      _tile_loadd(1, bias + jb.bias_off[0] + j + 16, ldb);
-    } else {
-      amx_copy_bias(ws, jb, j, 0);
-      _tile_loadd(0, ws.cbias, 128);
-      _tile_loadd(1, ws.cbias + 16, 128);
-    }
-    if (keys_in && jb.bias_off[1] >= 0) {
-      _tile_loadd(2, bias + jb.bias_off[1] + j, ldb);
-      _tile_loadd(3, bias + jb.bias_off[1] + j + 16, ldb);
-    } else {
-      amx_copy_bias(ws, jb, j, 1);
-      _tile_loadd(2, ws.cbias + 16 * 32, 128);
-      _tile_loadd(3, ws.cbias + 16 * 32 + 16, 128);
-    }
-  }
-  __attribute__((noinline)) void amx_copy_bias(const Workspace& ws, const AmxJob& jb, int64_t j, int half) const {
-    const auto* const bias = static_cast<const float*>(p_.bias);
-    const int64_t n = std::clamp<int64_t>(p_.seq_k - j, 0, amx_detail::kKeys);
-    float* const dst = ws.cbias + half * 16 * 32;
-    for (int64_t r = 0; r < 16; ++r) {
-      const int64_t row = jb.rb + half * 16 + r;
-      float* d = dst + r * 32;
-      const int64_t m = row < jb.nrows ? n : 0;
-      if (m > 0) std::copy(bias + ws.opt[row].bias + j, bias + ws.opt[row].bias + j + m, d);
-      std::fill(d + m, d + 32, 0.0f);
-    }
-    asm volatile("" ::: "memory");  // the copy before the tile loads (_tile_loadd has no memory clobber)
+    return {true, b.rb, b.j0, b.kc0, b.kc1, nullptr, p, ceil_div(dvp_ / 16, 2), b.kc1 - b.kc0, pv_prods_.n * (b.kc1 - b.kc0)};
   }
 
   // One step of the queue's current job (there must be one left).
@@ -1900,14 +1840,10 @@ class TiledForward {
       const int64_t next_block = ndc * ad::kTileElems;  // the next 16 keys
       const int64_t kc = j.kc0 + q.unit, dc = q.sub;
       if (first) {
-        if (amx_bias_tiles_) {
-          amx_load_bias(ws, j, j0 + kc * ad::kKeys);
-        } else {
-          _tile_zero(0);
-          _tile_zero(1);
-          _tile_zero(2);
-          _tile_zero(3);
-        }
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
       }
       if (pr.load_row[prod]) {
         const uint16_t* qd = ws.qa + (pr.row[prod] * rows_cap_ + j.rb) * dq_ + dc * ad::kDepth;
@@ -1994,17 +1930,6 @@ class TiledForward {
     while (q.issued < q.total) amx_step(ws, q, panel);
   }
 
-  // The bias offset of rows [r0, r0 + 16) of the item (key 0) when they are all in the item and evenly
-  // spaced in the bias (one tile load reads them in place), else -1.
-  int64_t amx_bias_half(const Workspace& ws, int64_t r0, int64_t nrows) const {
-    if (!amx_bias_tiles_ || r0 + 16 > nrows) return -1;
-    const int64_t o = ws.opt[r0].bias, step = p_.bias_seq_stride;
-    for (int64_t r = 1; r < 16; ++r) {
-      if (ws.opt[r0 + r].bias != o + r * step) return -1;
-    }
-    return o;
-  }
-
   void amx_process(const Workspace& ws, const ItemPos& it, const uint16_t* panel) const {
     namespace ad = amx_detail;
     if (it.empty) return;
@@ -2028,15 +1953,12 @@ class TiledForward {
           const auto [a, e] = amx_row_keys(ws, it, row, j0);
           if (a < e) amin = std::min(amin, a), emax = std::max(emax, e);
         }
-        if (emax > 0) {
-          ws.blocks[nb++] = {rb, j0, amin / ad::kKeys, ceil_div(emax, ad::kKeys),
-                             {amx_bias_half(ws, rb, nrows), amx_bias_half(ws, rb + 16, nrows)}};
-        }
+        if (emax > 0) ws.blocks[nb++] = {rb, j0, amin / ad::kKeys, ceil_div(emax, ad::kKeys)};
       }
     }
     if (nb > 0) {
       AmxQueue q;
-      amx_queue(q, amx_scores_job(ws.blocks[0], sbuf[0], nrows));
+      amx_queue(q, amx_scores_job(ws.blocks[0], sbuf[0]));
       amx_drain(ws, q, panel);
       for (int64_t x = 0; x < nb; ++x) {
         const AmxBlock& blk = ws.blocks[x];
@@ -2046,23 +1968,13 @@ class TiledForward {
           // The same rows (a single block per tile): their P V before this softmax rescales their O.
           if (ws.blocks[x - 1].rb == blk.rb) amx_drain(ws, q, panel);
         }
-        if (x + 1 < nb) amx_queue(q, amx_scores_job(ws.blocks[x + 1], sbuf[(x + 1) % 2], nrows));
-        // The pair whose bias rows and mask bytes this softmax prefetches: the next (with the bias in the
-        // accumulators, whose scores load it during this softmax, two pairs ahead measured no faster).
+        if (x + 1 < nb) amx_queue(q, amx_scores_job(ws.blocks[x + 1], sbuf[(x + 1) % 2]));
         const auto softmax = [&](auto flags) {
           amx_softmax<decltype(flags)::value>(ws, it, blk, x + 1 < nb ? &ws.blocks[x + 1] : nullptr, sbuf[x % 2],
                                               pbuf[x % 2], q, panel);
         };
         if (amx_mask_lanes_) {
-          amx_bias_tiles_ ? softmax(std::integral_constant<int, kXfBiasTiles | kXfMaskLanes>{})
-                          : softmax(std::integral_constant<int, kXfMaskLanes>{});
-        } else if (amx_bias_tiles_) {  // the options besides the bias: ALiBi and a mask (no softcap)
-          detail::with_value<4>(((xf_flags_ & kXfAlibi) != 0 ? 1 : 0) | ((xf_flags_ & kXfMask) != 0 ? 2 : 0),
-                                [&](auto v) {
-                                  constexpr int kV = decltype(v)::value;
-                                  softmax(std::integral_constant<int, kXfBiasTiles | ((kV & 1) != 0 ? kXfAlibi : 0) |
-                                                                          ((kV & 2) != 0 ? kXfMask : 0)>{});
-                                });
+          softmax(std::integral_constant<int, kXfMaskLanes>{});
         } else if (transform_) {
           detail::with_value<kXfAll + 1>(xf_flags_, softmax);
         } else {
@@ -2079,7 +1991,7 @@ class TiledForward {
       if (ws.qbad[r]) {
         reference_attention_row(p_, b, h, i);
       } else {
-        write_result(b, h, i, ws.o + r * dvp_, ws.m[r], ws.l[r], amx_nats_);
+        write_result(b, h, i, ws.o + r * dvp_, ws.m[r], ws.l[r], amx_nats_, amx_mask_lanes_);
       }
     }
   }
@@ -2106,11 +2018,7 @@ class TiledForward {
     x.mask_contiguous = p_.mask_key_stride == 1;
     x.prefetch_bias = false;
     x.mask_stride = p_.mask_key_stride;
-    if constexpr ((F & kXfBiasTiles) != 0) {
-      x.mult = V::set1(A(1));  // the scores carry the scale (and the bias): t = s, or s + ALiBi's term
-    } else {
-      x.mult = V::set1(p_.softcap > 0 ? static_cast<A>(std::fabs(p_.scale) / p_.softcap) : scale_abs_);
-    }
+    x.mult = V::set1(p_.softcap > 0 ? static_cast<A>(std::fabs(p_.scale) / p_.softcap) : scale_abs_);
     if constexpr ((F & kXfSoftcap) != 0) x.cap = V::set1(static_cast<A>(p_.softcap));
     x.gather = ws.bias, x.keep = ws.keep;
     const RowOptions& o = ws.opt[row];
@@ -2150,7 +2058,7 @@ class TiledForward {
     namespace ad = amx_detail;
     // With options, the scores become t (natural-log units, ScoreTransform) in place, and the exponent is
     // (t - m') log2(e); raw scores take one fma, s c - m' (base-2 units), as in softmax_rows.
-    constexpr bool kNats = (F & (kXfAll | kXfBiasTiles)) != 0;  // else raw scores (at most a mask's lanes)
+    constexpr bool kNats = (F & kXfAll) != 0;  // else raw scores (at most a mask's lanes)
     constexpr int FX = F & kXfAll;  // the options the vector unit applies to the scores
     constexpr bool kXform = FX != 0;
     constexpr bool kMaskLanes = (F & kXfMaskLanes) != 0;
@@ -2174,7 +2082,7 @@ class TiledForward {
       uint16_t* pr = pbase + r * kAmxTileKeys;
       const int64_t done = r * per_row;
       const auto [a, e] = amx_row_keys(ws, it, row, j0);
-      if constexpr ((F & (kXfBias | kXfMask | kXfBiasTiles | kXfMaskLanes)) != 0) {
+      if constexpr ((F & (kXfBias | kXfMask | kXfMaskLanes)) != 0) {
         // The next pair's row r: its mask bytes and bias values of that tile, into L2 (rows of a bias or
         // mask are far apart: the hardware prefetchers do not follow a block's worth of short runs).
         if (next != nullptr && next->rb + r < it.nrows) amx_prefetch_options(ws.opt[next->rb + r], next->j0);
@@ -2184,9 +2092,10 @@ class TiledForward {
       V neg_m = V::zero();
       // Every key of the block's steps visible (most rows off the diagonals): no lane selection.
       const bool whole = !kMaskLanes && a <= v0 * W && e >= v1 * W;
-      __mmask16 km[kAmxTileKeys / W];  // with the mask's lanes: those of each vector the row sees
-      const uint8_t* const mrow = kMaskLanes ? ws.opt[row].mask : nullptr;  // the row's mask bytes (null: all)
+      __mmask16 km[kAmxTileKeys / W];  // not whole: the lanes of each vector the row sees (and its mask keeps)
       if (a < e) {
+        const uint8_t* const mrow = kMaskLanes ? ws.opt[row].mask : nullptr;  // the row's mask bytes (null: all)
+        __mmask16 sel = 0;  // the lanes selected in any vector
         __m512 vmax = _mm512_set1_ps(neg_inf);
         if constexpr (kXform) {  // the options, in place, keys outside [a, e) of the row's vectors at -inf
           ScoreTransform<A, 1> xf;
@@ -2228,6 +2137,7 @@ class TiledForward {
               }
             }
             km[v] = k;
+            sel = static_cast<__mmask16>(sel | k);
             vmax = _mm512_mask_max_ps(vmax, k, vmax, _mm512_loadu_ps(s + j));
           }
         } else {
@@ -2253,6 +2163,10 @@ class TiledForward {
                 break;
               }
             }
+            // Keys selected, every raw score -inf: q . k overflowed (a very negative finite score). The
+            // reference path computes such a row: +inf marks it (write_result), and keeps its
+            // probabilities 0 meanwhile. A row the mask hides keeps m = -inf, and is written as empty.
+            if (!found && sel != 0) ws.m[row] = std::numeric_limits<A>::infinity();
           }
         }
         if (found) {
@@ -2328,12 +2242,16 @@ class TiledForward {
   // - weighted sums of values near the dtype's largest value that overflow (o or l not finite, or l 0).
   // Rows with an infinite or NaN value among the scores or values they see take that path too, and get
   // the same non-finite result. Every other row costs one test of its Dv sums.
-  // nats: m is in natural-log units (the vector path's nats_; the matrix unit's amx_nats_).
-  void write_result(int64_t b, int64_t h, int64_t i, A* o, A m, A l) const { write_result(b, h, i, o, m, l, nats_); }
-  void write_result(int64_t b, int64_t h, int64_t i, A* o, A m, A l, bool nats) const {
+  // nats: m is in natural-log units (the vector path's nats_; the matrix unit's amx_nats_). empty: m = -inf
+  // means the row saw no key (the matrix unit's mask lanes, which mark an overflow with +inf).
+  void write_result(int64_t b, int64_t h, int64_t i, A* o, A m, A l) const {
+    write_result(b, h, i, o, m, l, nats_, false);
+  }
+  void write_result(int64_t b, int64_t h, int64_t i, A* o, A m, A l, bool nats, bool empty) const {
     constexpr double kLn2 = 0.6931471805599453;
     constexpr A kExactMax = std::is_same_v<A, float> ? A(1 << 20) : A(int64_t{1} << 49);
-    const bool huge = !nats && !(std::fabs(m) <= kExactMax);  // also +-inf
+    const bool huge = !nats && !(std::fabs(m) <= kExactMax) &&  // also +-inf
+                      !(empty && m == -std::numeric_limits<A>::infinity());
     const bool sums = m > -std::numeric_limits<A>::infinity() &&
                       !(l > A(0) && l <= std::numeric_limits<A>::max() && all_finite(o, dvp_, 1));
     if (!std::isnan(m) && (huge || sums)) {
@@ -2393,7 +2311,6 @@ class TiledForward {
   static constexpr int kInputParts = std::is_same_v<T, BFloat16> ? 1 : std::is_same_v<T, Half> ? 2 : 3;
   AmxProducts qk_prods_ = amx_products(kInputParts, kInputParts);
   AmxProducts pv_prods_ = amx_products(3, kInputParts);
-  bool amx_bias_tiles_ = false;  // the bias starts Q K^T's accumulators (see the constructor)
   bool amx_mask_lanes_ = false;  // the mask selects lanes (see the constructor)
   bool amx_nats_ = false;        // this path's scores and maxima in natural-log units
 #endif
