@@ -340,6 +340,11 @@ struct ScoreTransform {
   // (nothing is read for the others).
   template <int F, bool kInside>
   V apply(int r, int64_t j, V x, int64_t ar, int64_t er) const {
+    return apply_at<F, kInside>(r, j, V::set1(static_cast<A>(j)), x, ar, er);
+  }
+  // The same, given jf = j in every lane (a caller walking the keys keeps it as a running sum: exact).
+  template <int F, bool kInside>
+  V apply_at(int r, int64_t j, V jf, V x, int64_t ar, int64_t er) const {
     V extra = V::zero();  // bias - slope * |diag - key|
     if constexpr ((F & kXfBias) != 0) {
       if constexpr (kInside) {
@@ -350,7 +355,7 @@ struct ScoreTransform {
       }
     }
     if constexpr ((F & kXfAlibi) != 0) {
-      extra = fmadd(neg_slope[r], abs(sub(diag[r], V::set1(static_cast<A>(j)))), extra);
+      extra = fmadd(neg_slope[r], abs(sub(diag[r], jf)), extra);
     }
     V t;
     if constexpr ((F & kXfSoftcap) != 0) {
@@ -2100,15 +2105,16 @@ class TiledForward {
         if constexpr (kXform) {  // the options, in place, keys outside [a, e) of the row's vectors at -inf
           ScoreTransform<A, 1> xf;
           amx_row_transform<F>(ws, row, j0, e, xf);
-          const V lanes_w = lane_index(A(0));
-          for (int64_t v = a / W; v < ceil_div(e, W); ++v) {
+          const V lanes_w = lane_index(A(0)), step = V::set1(static_cast<A>(W));
+          V jf = V::set1(static_cast<A>(a / W * W));  // j in every lane
+          for (int64_t v = a / W; v < ceil_div(e, W); ++v, jf = add(jf, step)) {
             const int64_t j = v * W;
             V t;
             if (j >= a && j + W <= e) {
-              t = xf.template apply<FX, true>(0, j, V::load(s + j), a, e);
+              t = xf.template apply_at<FX, true>(0, j, jf, V::load(s + j), a, e);
             } else {
-              t = xf.template apply<FX, false>(0, j, V::load(s + j), a, e);
-              const V jv = add(V::set1(static_cast<A>(j)), lanes_w);
+              t = xf.template apply_at<FX, false>(0, j, jf, V::load(s + j), a, e);
+              const V jv = add(jf, lanes_w);
               t = select_lt(jv, V::set1(static_cast<A>(a)), V::set1(neg_inf), t);
               t = select_lt(jv, V::set1(static_cast<A>(e)), t, V::set1(neg_inf));
             }
