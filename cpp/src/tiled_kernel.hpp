@@ -2169,9 +2169,10 @@ class TiledForward {
                 break;
               }
             }
-            // Keys selected, every raw score -inf: q . k overflowed (a very negative finite score). The
-            // reference path computes such a row: +inf marks it (write_result), and keeps its
-            // probabilities 0 meanwhile. A row the mask hides keeps m = -inf, and is written as empty.
+            // Keys selected, and the max of their raw scores times c is -inf (q . k overflowed: a very
+            // negative finite score) or NaN (scale 0 times an infinite score): the reference path computes
+            // such a row; +inf marks it (write_result) and keeps its probabilities 0 meanwhile. A row the
+            // mask hides keeps m = -inf, and is written as empty.
             if (!found && sel != 0) ws.m[row] = std::numeric_limits<A>::infinity();
           }
         }
@@ -2300,8 +2301,9 @@ class TiledForward {
   int xf_flags_ = (p_.bias != nullptr ? kXfBias : 0) | (p_.alibi_slopes != nullptr ? kXfAlibi : 0) |
                   (p_.mask != nullptr ? kXfMask : 0) | (p_.softcap > 0 ? kXfSoftcap : 0);
   // What the softmax multiplies the stored scores by: 1 after the transform, which leaves them in base-2
-  // units, c_ for raw scores. (Raw scores under a mask would save the transform's multiply, but a masked
-  // -inf times c_ = 0, scale=0, is NaN.)
+  // units, c_ for raw scores. (On the vector path a mask is applied by the transform, as -inf: a masked
+  // -inf times c_ = 0, scale=0, would be NaN. The matrix unit's mask lanes keep the scores raw and select
+  // lanes after the exponent instead.)
   // After the element-wise options the scores and the row maxima are in natural-log units
   // (ScoreTransform): the softmax then takes (s - m') log2(e), two operations where base-2 scores take one
   // fma, s c - m'. The rounding of m' times log2(e) would not cancel at such magnitudes (|m'| up to the
