@@ -1550,6 +1550,7 @@ class TiledForward {
   static constexpr int64_t kAmxMaxPanelBytes = int64_t{64} << 20;  // a kv head's K and V parts, at most
   static constexpr int64_t kAmxTileKeys = 256;                // keys per tile (the softmax's rescale points)
   static constexpr int64_t kAmxPanelBytes = int64_t{16} << 20;  // K and V parts of a wave of kv heads, at most
+  static constexpr int64_t kAmxPackAhead = 48;  // rows (keys, queries) ahead of the packing
   static constexpr int64_t kAmxItemBytes = int64_t{3} << 19;    // an item's rows and panel, for an item per kv head
 
   int64_t amx_k_plane() const { return panel_keys_ * dq_; }    // bfloat16 per part of a panel's K
@@ -1683,6 +1684,7 @@ class TiledForward {
     for (int64_t x = 0; x < keys; x += 16) {
       for (int64_t w = 0; w < 16; ++w) {
         const int64_t j = j0 + x + w;
+        if (j + kAmxPackAhead < len) prefetch_row<2>(p_.k, kbase + (j + kAmxPackAhead) * p_.k_seq_stride, p_.k_dim_stride, p_.head_dim);
         amx_read_row(p_.k, kbase + j * p_.k_seq_stride, p_.k_dim_stride, p_.head_dim, j < len, dq_, stage + w * dq_);
       }
       for (int64_t dc = 0; dc < ndc; ++dc) {
@@ -1707,6 +1709,7 @@ class TiledForward {
     for (int64_t x = 0; x < keys; x += 2) {
       for (int64_t w = 0; w < 2; ++w) {
         const int64_t j = j0 + x + w;
+        if (j + kAmxPackAhead < len) prefetch_row<2>(p_.v, vbase + (j + kAmxPackAhead) * p_.v_seq_stride, p_.v_dim_stride, p_.head_dim_v);
         amx_read_row(p_.v, vbase + j * p_.v_seq_stride, p_.v_dim_stride, p_.head_dim_v, j < len, dvp_, vrow + w * dvp_);
       }
       for (int64_t n = 0; n < nvb; ++n) {
@@ -1734,6 +1737,9 @@ class TiledForward {
       if (r >= nrows) {
         for (int k = 0; k < 3; ++k) std::fill(dst + k * plane, dst + k * plane + dq_, uint16_t{0});
         continue;
+      }
+      if (const int64_t ra = r + kAmxPackAhead; ra < nrows) {
+        prefetch_row<2>(p_.q, geo_.q_at(b, head_of(g, ra, nq), i0 + ra % nq), p_.q_dim_stride, p_.head_dim);
       }
       amx_read_row(p_.q, geo_.q_at(b, head_of(g, r, nq), i0 + r % nq), p_.q_dim_stride, p_.head_dim, true, dq_,
                    ws.qrow);
