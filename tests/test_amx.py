@@ -379,3 +379,45 @@ def test_mask_lanes_overflowed_scores(rng):
     assert np.isfinite(out).all() and (out[0, 0, 3] == 0).all() and np.isneginf(lse[0, 0, 3])
     want = run(q, k, v, AMX, return_lse=True)
     assert np.array_equal(out[0, 0, 5], want[0][0, 0, 5])
+
+
+@pytest.mark.parametrize("softcap", [0.5, 30.0, 33.2, 33.3, 50.0])
+@pytest.mark.parametrize("causal", [False, True])
+def test_softcap_alone_fixes_the_max(rng, softcap, causal):
+    """A softcap that is the only option and at most 33.27 fixes every row's max at softcap (p >= 2^-96, no
+    max pass); larger ones take the running max. Both sides of the bound, scores that saturate the tanh at
+    both ends, rows whose every score is near -softcap (all probabilities near e^(-2 softcap)), padded
+    lengths and a negative scale, against the oracle."""
+    q, k, v = qkv(rng, b=2, hq=4, hkv=2, sq=77, sk=301, d=64)
+    q = q * np.float32(6.0)  # scores of magnitude ~50: tanh saturates for the small softcaps
+    q[0, 1, 5] = (
+        -40.0 * k[0, 0].mean(axis=0) / np.linalg.norm(k[0, 0].mean(axis=0))
+    )  # mostly very negative
+    q[1, 2, 9] = 0.0  # every score 0
+    for kw in (
+        dict(),
+        dict(scale=-0.3),
+        dict(q_lengths=np.array([77, 40]), kv_lengths=np.array([301, 200])),
+    ):
+        check_against_oracle(q, k, v, AMX, softcap=softcap, causal=causal, **kw)
+
+
+def test_softcap_alone_extremes(rng):
+    """The fixed max meets a NaN key (the row is NaN, as on every path), infinite scores (q . k overflowing:
+    tanh saturates to +-1, finite results), thread counts (bitwise equal) and the vector path (close)."""
+    q, k, v = qkv(rng, b=1, hq=2, hkv=1, sq=70, sk=600, d=64)
+    k2 = k.copy()
+    k2[0, 0, 123] = np.nan
+    out = run(q, k2, v, AMX, softcap=30.0)
+    ref = reference.attention(q, k2, v, softcap=30.0)
+    assert np.array_equal(np.isnan(out), np.isnan(ref)) and np.isnan(out).all()
+    q2 = q.copy()
+    q2[0, 1, 3] = 3e38
+    check_against_oracle(q2, k, v, AMX, softcap=30.0, scale=1.0)
+    base = run(q, k, v, AMX, softcap=20.0, causal=True, return_lse=True, num_threads=1)
+    for threads in (2, 3):
+        got = run(q, k, v, AMX, softcap=20.0, causal=True, return_lse=True, num_threads=threads)
+        assert np.array_equal(got[0], base[0]) and np.array_equal(got[1], base[1])
+    vec = run(q, k, v, VECTOR, softcap=20.0, causal=True, return_lse=True)
+    np.testing.assert_allclose(base[0], vec[0], rtol=1e-5, atol=2e-6)
+    np.testing.assert_allclose(base[1], vec[1], rtol=1e-6, atol=1e-6)

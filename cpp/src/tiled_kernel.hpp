@@ -254,27 +254,32 @@ inline void write_row(void* base, int64_t start, int64_t stride, int64_t n, cons
 
 // tanh(x). float: x P(x^2) / Q(x^2) with P, Q of degree 4, a rational fit of relative error 2e-8 on
 // |x| <= 9 (tanh(9) is 1 to float precision), evaluated within 6 ulps (absolute error < 4e-7); |x| is
-// clamped to 9 first and the result to [-1, 1] last. 17 instructions, no divider. double: an odd minimax
+// clamped to 9 first and the result to [-1, 1] last. 18 instructions, no divider. double: an odd minimax
 // polynomial for |x| < 0.625, else (1 - e) / (1 + e) with e = 2^(-2 log2(e) |x|); a few ulps. Both give
 // exactly +-1 at +-inf and keep NaN.
+// The float rational of tanh_vec without its last clamp to [-1, 1] (it may exceed 1 in magnitude by an
+// ulp or two): 16 instructions.
+inline Vec<float> tanh_rational(Vec<float> x) {
+  using V = Vec<float>;
+  static constexpr float kP[5] = {1.0f, 0.13381025195121765f, 0.003495588665828109f, 2.0609120838344097e-05f,
+                                  1.3354775063589841e-08f};
+  static constexpr float kQ[5] = {1.0f, 0.4671434164047241f, 0.025876982137560844f, 0.0003285636776126921f,
+                                  7.776591814945277e-07f};
+  const V xc = min(V::set1(9.0f), max(V::set1(-9.0f), x));  // NaN in x is kept (second operands)
+  const V u = mul(xc, xc);
+  V p = V::set1(kP[4]), q = V::set1(kQ[4]);
+  for (int i = 3; i >= 0; --i) {
+    p = fmadd(p, u, V::set1(kP[i]));
+    q = fmadd(q, u, V::set1(kQ[i]));
+  }
+  return mul(mul(xc, p), recip(q));
+}
+
 template <class A>
 inline Vec<A> tanh_vec(Vec<A> x) {
   using V = Vec<A>;
   if constexpr (std::is_same_v<A, float>) {
-    static constexpr float kP[5] = {1.0f, 0.13381025195121765f, 0.003495588665828109f, 2.0609120838344097e-05f,
-                                    1.3354775063589841e-08f};
-    static constexpr float kQ[5] = {1.0f, 0.4671434164047241f, 0.025876982137560844f, 0.0003285636776126921f,
-                                    7.776591814945277e-07f};
-    const V one = V::set1(1.0f);
-    const V xc = min(V::set1(9.0f), max(V::set1(-9.0f), x));  // NaN in x is kept (second operands)
-    const V u = mul(xc, xc);
-    V p = V::set1(kP[4]), q = V::set1(kQ[4]);
-    for (int i = 3; i >= 0; --i) {
-      p = fmadd(p, u, V::set1(kP[i]));
-      q = fmadd(q, u, V::set1(kQ[i]));
-    }
-    const V t = mul(mul(xc, p), recip(q));
-    return min(one, max(V::set1(-1.0f), t));
+    return min(V::set1(1.0f), max(V::set1(-1.0f), tanh_rational(x)));
   } else {
     static constexpr double kF64[11] = {-0.3333333333333348,    0.1333333333335631,     -0.05396825397968042,
                                         0.021869488697065544,   -0.0088632349558839,    0.003592091761634989,
@@ -297,6 +302,9 @@ enum : int { kXfBias = 1, kXfAlibi = 2, kXfMask = 4, kXfSoftcap = 8, kXfAll = 15
 // The matrix-unit path only: a mask (contiguous keys, the only option left for the vector unit) selects
 // the lanes of the max and of the exponentials, as the rows' ranges do; the scores are not rewritten.
 enum : int { kXfMaskLanes = 16 };
+// The matrix-unit path only: a softcap that is the only option, with a bound 2^-(2 softcap log2 e) on the
+// probabilities that keeps their parts normal: the row max is fixed at softcap (no max pass, no rescale).
+enum : int { kXfCapMax = 32 };
 
 // The element-wise options on the rows of a register block against one KV tile: from the raw score s of
 // row r, key j to t = softcap * tanh(|scale| s / softcap) + bias - slope * |diag - j|, computed as
@@ -485,6 +493,11 @@ class TiledForward {
       // which stay raw (base-2 exponents by one fma, as without options).
       amx_mask_lanes_ = p.mask != nullptr && p.mask_key_stride == 1 && xf_flags_ == kXfMask;
       amx_nats_ = nats_ && !amx_mask_lanes_;
+      // A softcap bounds the scores to [-softcap, softcap]: with m = softcap for every row, p = e^(t - m) is
+      // at least e^(-2 softcap) >= 2^-96 (softcap <= 33.27), whose bfloat16 parts stay normal (above the
+      // 2^-100 of a value the unit takes; a tanh that exceeds 1 by an ulp gives p just above 1). The
+      // transform then fuses into the exponentials: one pass per row and tile, no max, no rescale of O.
+      amx_cap_max_ = xf_flags_ == kXfSoftcap && p.softcap * 2.0 * kLog2e <= kCapMaxExponent;
     }
 #endif
   }
@@ -1550,6 +1563,7 @@ class TiledForward {
   static constexpr int64_t kAmxMaxPanelBytes = int64_t{64} << 20;  // a kv head's K and V parts, at most
   static constexpr int64_t kAmxTileKeys = 256;                // keys per tile (the softmax's rescale points)
   static constexpr int64_t kAmxPanelBytes = int64_t{16} << 20;  // K and V parts of a wave of kv heads, at most
+  static constexpr double kCapMaxExponent = 96.0;  // kXfCapMax: p >= 2^-96
   static constexpr int64_t kAmxPackAhead = 48;  // rows (keys, queries) ahead of the packing
   static constexpr int64_t kAmxItemBytes = int64_t{3} << 19;    // an item's rows and panel, for an item per kv head
 
@@ -1986,6 +2000,8 @@ class TiledForward {
         };
         if (amx_mask_lanes_) {
           softmax(std::integral_constant<int, kXfMaskLanes>{});
+        } else if (amx_cap_max_) {
+          softmax(std::integral_constant<int, kXfCapMax>{});
         } else if (transform_) {
           detail::with_value<kXfAll + 1>(xf_flags_, softmax);
         } else {
@@ -2073,6 +2089,7 @@ class TiledForward {
     constexpr int FX = F & kXfAll;  // the options the vector unit applies to the scores
     constexpr bool kXform = FX != 0;
     constexpr bool kMaskLanes = (F & kXfMaskLanes) != 0;
+    constexpr bool kCapMax = (F & kXfCapMax) != 0;  // raw scores; p = 2^(softcap log2(e) (tanh(s |scale| / softcap) - 1))
     const int64_t j0 = blk.j0;
     const A neg_inf = -std::numeric_limits<A>::infinity();
     const int64_t pplane = ad::kRows * kAmxTileKeys;
@@ -2082,6 +2099,8 @@ class TiledForward {
     const int64_t per_row = (kXform ? 2 : 1) * (v1 - v0);
     amx_rate(q, ad::kRows * per_row);
     const V cv = V::set1(kNats ? A(1) : c_);
+    const V cap_mult = V::set1(static_cast<A>(std::fabs(p_.softcap > 0 ? p_.scale / p_.softcap : 0.0)));
+    const V cap_c = V::set1(static_cast<A>(p_.softcap * kLog2e)), cap_neg_c = V::set1(-static_cast<A>(p_.softcap * kLog2e));
     // Lanes of vector v that are keys [a, e).
     const auto lanes = [](int64_t v, int64_t a, int64_t e) {
       const int64_t lo = std::clamp<int64_t>(a - v * W, 0, W), hi = std::clamp<int64_t>(e - v * W, 0, W);
@@ -2152,7 +2171,7 @@ class TiledForward {
             sel = static_cast<__mmask16>(sel | k);
             vmax = _mm512_mask_max_ps(vmax, k, vmax, _mm512_loadu_ps(s + j));
           }
-        } else {
+        } else if constexpr (!kCapMax) {
           __m512 vmax2 = vmax;
           for (int64_t v = v0; v < v1; v += 2) {
             vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(s + v * W));
@@ -2165,8 +2184,9 @@ class TiledForward {
         // c >= 0, so max(s) * c = max(s * c): rounding is monotonic.
         // (With the mask's lanes, where every selected score is -inf or none is selected, a NaN counts
         // only where a lane is selected: new_max would read every score.)
-        bool found = new_max(m_old, _mm512_reduce_max_ps(vmax) * (kNats ? A(1) : c_), s, kMaskLanes ? 0 : a,
-                             kMaskLanes ? 0 : e, &m_new);
+        bool found = kCapMax ? (m_new = static_cast<A>(p_.softcap), true)
+                             : new_max(m_old, _mm512_reduce_max_ps(vmax) * (kNats ? A(1) : c_), s, kMaskLanes ? 0 : a,
+                                       kMaskLanes ? 0 : e, &m_new);
         if constexpr (kMaskLanes) {
           if (!found && m_old == neg_inf) {
             for (int64_t j = a; j < e; ++j) {
@@ -2184,7 +2204,7 @@ class TiledForward {
         }
         if (found) {
           live = true;
-          const A d = kNats ? (m_old - m_new) * static_cast<A>(kLog2e) : m_old - m_new;
+          const A d = kNats || kCapMax ? (m_old - m_new) * static_cast<A>(kLog2e) : m_old - m_new;
           alpha = m_old == m_new ? A(1) : m_old == neg_inf ? A(0) : exp2_scalar(d);
           ws.m[row] = m_new;
           neg_m = V::set1(-m_new);
@@ -2203,7 +2223,11 @@ class TiledForward {
         V x[N];
         TILEATTN_UNROLL
         for (int i = 0; i < N; ++i) {
-          x[i] = exponent<kNats>(V::load(s + (v + i) * W), cv, neg_m);
+          if constexpr (kCapMax) {
+            x[i] = fmadd(tanh_rational(mul(V::load(s + (v + i) * W), cap_mult)), cap_c, cap_neg_c);
+          } else {
+            x[i] = exponent<kNats>(V::load(s + (v + i) * W), cv, neg_m);
+          }
           if constexpr (!decltype(whole_c)::value) {  // 0 off range (and masked)
             x[i].v = _mm512_mask_blend_ps(kXform ? lanes(v + i, a, e) : km[v + i], _mm512_set1_ps(neg_inf), x[i].v);
           }
@@ -2327,6 +2351,7 @@ class TiledForward {
   AmxProducts pv_prods_ = amx_products(3, kInputParts);
   bool amx_mask_lanes_ = false;  // the mask selects lanes (see the constructor)
   bool amx_nats_ = false;        // this path's scores and maxima in natural-log units
+  bool amx_cap_max_ = false;     // a softcap alone fixes the row max (kXfCapMax)
 #endif
 };
 
