@@ -390,9 +390,15 @@ def test_softcap_alone_fixes_the_max(rng, softcap, causal):
     lengths and a negative scale, against the oracle."""
     q, k, v = qkv(rng, b=2, hq=4, hkv=2, sq=77, sk=301, d=64)
     q = q * np.float32(6.0)  # scores of magnitude ~50: tanh saturates for the small softcaps
-    q[0, 1, 5] = (
-        -40.0 * k[0, 0].mean(axis=0) / np.linalg.norm(k[0, 0].mean(axis=0))
-    )  # mostly very negative
+    k = k.copy()
+    k[0, 0, :, 0] += 5.0  # every key of kv head 0 has a large first component ...
+    q[0, 1, 5] = 0.0
+    q[
+        0, 1, 5, 0
+    ] = -200.0  # ... so this row's scores are all ~ -125: t = -softcap, p ~ e^(-2 softcap)
+    q[0, 0, 6, 0] = (
+        -4.0 * softcap
+    )  # and this one's about -2.5 softcap (t near -softcap, not saturated)
     q[1, 2, 9] = 0.0  # every score 0
     for kw in (
         dict(),
