@@ -381,45 +381,49 @@ def test_mask_lanes_overflowed_scores(rng):
     assert np.array_equal(out[0, 0, 5], want[0][0, 0, 5])
 
 
-@pytest.mark.parametrize("softcap", [0.5, 30.0, 33.2, 33.3, 50.0])
+@pytest.mark.parametrize("softcap", [0.5, 30.0, 50.0, 1e6])
 @pytest.mark.parametrize("causal", [False, True])
-def test_softcap_alone_fixes_the_max(rng, softcap, causal):
-    """A softcap that is the only option and at most 33.27 fixes every row's max at softcap (p >= 2^-96, no
-    max pass); larger ones take the running max. Both sides of the bound, scores that saturate the tanh at
-    both ends, rows whose every score is near -softcap (all probabilities near e^(-2 softcap)), padded
-    lengths and a negative scale, against the oracle."""
+def test_softcap_alone_on_raw_scores(rng, softcap, causal):
+    """A softcap that is the only option (softcap log2(e) <= 2^19, head dim <= 64; 1e6 takes the transform
+    pass) is applied in the exponentials' pass, the row max taken from the raw scores through the same
+    tanh. Scaled scores
+    of magnitude ~6 (tanh saturates for the small softcaps), a row whose every score is far below
+    -softcap, a row of zero scores, rows that see a single key (LSE exactly the key's score: 0 for the
+    zero row), small values (1e-12: products the unit would flush if the row's largest probability were
+    far below 1), padded lengths and a negative scale, with the LSE, against the oracle."""
     q, k, v = qkv(rng, b=2, hq=4, hkv=2, sq=77, sk=301, d=64)
-    q = q * np.float32(6.0)  # scores of magnitude ~50: tanh saturates for the small softcaps
+    q = q * np.float32(6.0)
     k = k.copy()
     k[0, 0, :, 0] += 5.0  # every key of kv head 0 has a large first component ...
     q[0, 1, 5] = 0.0
-    q[
-        0, 1, 5, 0
-    ] = -200.0  # ... so this row's scores are all ~ -125: t = -softcap, p ~ e^(-2 softcap)
-    q[0, 0, 6, 0] = (
-        -4.0 * softcap
-    )  # and this one's about -2.5 softcap (t near -softcap, not saturated)
+    q[0, 1, 5, 0] = -200.0  # ... so this row's scaled scores are all ~ -125
     q[1, 2, 9] = 0.0  # every score 0
     for kw in (
         dict(),
         dict(scale=-0.3),
-        dict(q_lengths=np.array([77, 40]), kv_lengths=np.array([301, 200])),
+        dict(q_lengths=np.array([77, 40]), kv_lengths=np.array([301, 1])),
     ):
-        check_against_oracle(q, k, v, AMX, softcap=softcap, causal=causal, **kw)
+        for vv in (v, v * np.float32(1e-12)):
+            check_against_oracle(q, k, vv, AMX, softcap=softcap, causal=causal, **kw)
 
 
 def test_softcap_alone_extremes(rng):
-    """The fixed max meets a NaN key (the row is NaN, as on every path), infinite scores (q . k overflowing:
-    tanh saturates to +-1, finite results), thread counts (bitwise equal) and the vector path (close)."""
+    """A softcap alone meets q . k overflowing float32 with inputs the unit takes (+-inf raw scores: the
+    tanh saturates to +-1, finite results as the oracle's), thread counts (bitwise equal) and the vector
+    path (close); a NaN key (its kv head takes the vector path) makes every row NaN, as the oracle."""
     q, k, v = qkv(rng, b=1, hq=2, hkv=1, sq=70, sk=600, d=64)
     k2 = k.copy()
     k2[0, 0, 123] = np.nan
     out = run(q, k2, v, AMX, softcap=30.0)
     ref = reference.attention(q, k2, v, softcap=30.0)
     assert np.array_equal(np.isnan(out), np.isnan(ref)) and np.isnan(out).all()
-    q2 = q.copy()
-    q2[0, 1, 3] = 3e38
-    check_against_oracle(q2, k, v, AMX, softcap=30.0, scale=1.0)
+    q2, k2 = q.copy(), k.copy()
+    q2[0, 1, 3] = 0.0
+    q2[0, 1, 3, 0] = 3e37  # below the parts' limit of 2^127
+    k2[0, 0, :50, 0] = 20.0  # q . k = 6e38: +inf in float32
+    k2[0, 0, 50:90, 0] = -20.0  # -inf
+    out2 = check_against_oracle(q2, k2, v, AMX, softcap=30.0, scale=1.0)[0]
+    assert np.isfinite(out2).all()
     base = run(q, k, v, AMX, softcap=20.0, causal=True, return_lse=True, num_threads=1)
     for threads in (2, 3):
         got = run(q, k, v, AMX, softcap=20.0, causal=True, return_lse=True, num_threads=threads)

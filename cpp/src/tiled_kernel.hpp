@@ -302,9 +302,9 @@ enum : int { kXfBias = 1, kXfAlibi = 2, kXfMask = 4, kXfSoftcap = 8, kXfAll = 15
 // The matrix-unit path only: a mask (contiguous keys, the only option left for the vector unit) selects
 // the lanes of the max and of the exponentials, as the rows' ranges do; the scores are not rewritten.
 enum : int { kXfMaskLanes = 16 };
-// The matrix-unit path only: a softcap that is the only option, with a bound 2^-(2 softcap log2 e) on the
-// probabilities that keeps their parts normal: the row max is fixed at softcap (no max pass, no rescale).
-enum : int { kXfCapMax = 32 };
+// The matrix-unit path only: a softcap that is the only option, applied in the exponentials' pass to the
+// raw scores, whose max gives the row's (tanh is monotonic): no pass that rewrites the scores.
+enum : int { kXfCapRaw = 32 };
 
 // The element-wise options on the rows of a register block against one KV tile: from the raw score s of
 // row r, key j to t = softcap * tanh(|scale| s / softcap) + bias - slope * |diag - j|, computed as
@@ -493,11 +493,19 @@ class TiledForward {
       // which stay raw (base-2 exponents by one fma, as without options).
       amx_mask_lanes_ = p.mask != nullptr && p.mask_key_stride == 1 && xf_flags_ == kXfMask;
       amx_nats_ = nats_ && !amx_mask_lanes_;
-      // A softcap bounds the scores to [-softcap, softcap]: with m = softcap for every row, p = e^(t - m) is
-      // at least e^(-2 softcap) >= 2^-96 (softcap <= 33.27), whose bfloat16 parts stay normal (above the
-      // 2^-100 of a value the unit takes; a tanh that exceeds 1 by an ulp gives p just above 1). The
-      // transform then fuses into the exponentials: one pass per row and tile, no max, no rescale of O.
-      amx_cap_max_ = xf_flags_ == kXfSoftcap && p.softcap * 2.0 * kLog2e <= kCapMaxExponent;
+      // A softcap that is the only option: t = softcap tanh(s |scale| / softcap) is monotonic in the raw
+      // score s, so the max pass reads the raw scores (as with no option) and the row max in base-2 units is
+      // m' = softcap log2(e) tanh(max(s) |scale| / softcap), by the same vector tanh; the exponent is
+      // fma(tanh(s |scale| / softcap), softcap log2(e), -m'), and the transform needs no pass of its own.
+      // (A first version fixed m' at softcap log2(e), with no max pass: a review found the LSE off by the
+      // rounding of that product and, for rows far below the cap, probabilities near 2^-96 whose
+      // products with small values the unit flushes.) For softcap log2(e) <= kCapRawMax, so that m' stays
+      // within write_result's exact range, and head dims up to kCapRawMaxDim: measured (A/B of builds,
+      // S2048 H8, 2 threads) D64 +30-39 % -> +21-24 % per score over the plain call, but D128 +9-17 % ->
+      // +17-27 % (at D128 the tile unit's steps dominate, and the separate transform pass interleaves
+      // with them better).
+      amx_cap_raw_ = xf_flags_ == kXfSoftcap && p.softcap * kLog2e <= kCapRawMax && p.head_dim <= kCapRawMaxDim;
+      if (amx_cap_raw_) amx_nats_ = false;  // m' in base-2 units; -inf only for a row that saw no key
     }
 #endif
   }
@@ -1563,7 +1571,8 @@ class TiledForward {
   static constexpr int64_t kAmxMaxPanelBytes = int64_t{64} << 20;  // a kv head's K and V parts, at most
   static constexpr int64_t kAmxTileKeys = 256;                // keys per tile (the softmax's rescale points)
   static constexpr int64_t kAmxPanelBytes = int64_t{16} << 20;  // K and V parts of a wave of kv heads, at most
-  static constexpr double kCapMaxExponent = 96.0;  // kXfCapMax: p >= 2^-96
+  static constexpr double kCapRawMax = 1 << 19;  // kXfCapRaw: softcap log2(e) at most
+  static constexpr int64_t kCapRawMaxDim = 64;    // kXfCapRaw: head dims at most
   static constexpr int64_t kAmxPackAhead = 48;  // rows (keys, queries) ahead of the packing
   static constexpr int64_t kAmxItemBytes = int64_t{3} << 19;    // an item's rows and panel, for an item per kv head
 
@@ -2000,8 +2009,8 @@ class TiledForward {
         };
         if (amx_mask_lanes_) {
           softmax(std::integral_constant<int, kXfMaskLanes>{});
-        } else if (amx_cap_max_) {
-          softmax(std::integral_constant<int, kXfCapMax>{});
+        } else if (amx_cap_raw_) {
+          softmax(std::integral_constant<int, kXfCapRaw>{});
         } else if (transform_) {
           detail::with_value<kXfAll + 1>(xf_flags_, softmax);
         } else {
@@ -2018,7 +2027,7 @@ class TiledForward {
       if (ws.qbad[r]) {
         reference_attention_row(p_, b, h, i);
       } else {
-        write_result(b, h, i, ws.o + r * dvp_, ws.m[r], ws.l[r], amx_nats_, amx_mask_lanes_);
+        write_result(b, h, i, ws.o + r * dvp_, ws.m[r], ws.l[r], amx_nats_, amx_mask_lanes_ || amx_cap_raw_);
       }
     }
   }
@@ -2089,7 +2098,7 @@ class TiledForward {
     constexpr int FX = F & kXfAll;  // the options the vector unit applies to the scores
     constexpr bool kXform = FX != 0;
     constexpr bool kMaskLanes = (F & kXfMaskLanes) != 0;
-    constexpr bool kCapMax = (F & kXfCapMax) != 0;  // raw scores; p = 2^(softcap log2(e) (tanh(s |scale| / softcap) - 1))
+    constexpr bool kCapRaw = (F & kXfCapRaw) != 0;  // raw scores; p = 2^(softcap log2(e) tanh(s |scale| / softcap) - m')
     const int64_t j0 = blk.j0;
     const A neg_inf = -std::numeric_limits<A>::infinity();
     const int64_t pplane = ad::kRows * kAmxTileKeys;
@@ -2100,7 +2109,7 @@ class TiledForward {
     amx_rate(q, ad::kRows * per_row);
     const V cv = V::set1(kNats ? A(1) : c_);
     const V cap_mult = V::set1(static_cast<A>(std::fabs(p_.softcap > 0 ? p_.scale / p_.softcap : 0.0)));
-    const V cap_c = V::set1(static_cast<A>(p_.softcap * kLog2e)), cap_neg_c = V::set1(-static_cast<A>(p_.softcap * kLog2e));
+    const V cap_c = V::set1(static_cast<A>(p_.softcap * kLog2e));
     // Lanes of vector v that are keys [a, e).
     const auto lanes = [](int64_t v, int64_t a, int64_t e) {
       const int64_t lo = std::clamp<int64_t>(a - v * W, 0, W), hi = std::clamp<int64_t>(e - v * W, 0, W);
@@ -2171,7 +2180,7 @@ class TiledForward {
             sel = static_cast<__mmask16>(sel | k);
             vmax = _mm512_mask_max_ps(vmax, k, vmax, _mm512_loadu_ps(s + j));
           }
-        } else if constexpr (!kCapMax) {
+        } else {
           __m512 vmax2 = vmax;
           for (int64_t v = v0; v < v1; v += 2) {
             vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(s + v * W));
@@ -2184,9 +2193,13 @@ class TiledForward {
         // c >= 0, so max(s) * c = max(s * c): rounding is monotonic.
         // (With the mask's lanes, where every selected score is -inf or none is selected, a NaN counts
         // only where a lane is selected: new_max would read every score.)
-        bool found = kCapMax ? (m_new = static_cast<A>(p_.softcap), true)
-                             : new_max(m_old, _mm512_reduce_max_ps(vmax) * (kNats ? A(1) : c_), s, kMaskLanes ? 0 : a,
-                                       kMaskLanes ? 0 : e, &m_new);
+        // With a softcap alone, the max of the raw scores through the same tanh and products as the
+        // exponents (tanh_rational need not be monotonic to the ulp: a score whose t rounds above the
+        // row's max gets p just above 1, harmless).
+        const A tile_max = _mm512_reduce_max_ps(vmax);
+        const A row_max = kCapRaw ? _mm512_cvtss_f32(mul(tanh_rational(mul(V::set1(tile_max), cap_mult)), cap_c).v)
+                                  : tile_max * (kNats ? A(1) : c_);
+        bool found = new_max(m_old, row_max, s, kMaskLanes ? 0 : a, kMaskLanes ? 0 : e, &m_new);
         if constexpr (kMaskLanes) {
           if (!found && m_old == neg_inf) {
             for (int64_t j = a; j < e; ++j) {
@@ -2204,7 +2217,7 @@ class TiledForward {
         }
         if (found) {
           live = true;
-          const A d = kNats || kCapMax ? (m_old - m_new) * static_cast<A>(kLog2e) : m_old - m_new;
+          const A d = kNats ? (m_old - m_new) * static_cast<A>(kLog2e) : m_old - m_new;
           alpha = m_old == m_new ? A(1) : m_old == neg_inf ? A(0) : exp2_scalar(d);
           ws.m[row] = m_new;
           neg_m = V::set1(-m_new);
@@ -2223,8 +2236,8 @@ class TiledForward {
         V x[N];
         TILEATTN_UNROLL
         for (int i = 0; i < N; ++i) {
-          if constexpr (kCapMax) {
-            x[i] = fmadd(tanh_rational(mul(V::load(s + (v + i) * W), cap_mult)), cap_c, cap_neg_c);
+          if constexpr (kCapRaw) {
+            x[i] = fmadd(tanh_rational(mul(V::load(s + (v + i) * W), cap_mult)), cap_c, neg_m);
           } else {
             x[i] = exponent<kNats>(V::load(s + (v + i) * W), cv, neg_m);
           }
@@ -2351,7 +2364,7 @@ class TiledForward {
   AmxProducts pv_prods_ = amx_products(3, kInputParts);
   bool amx_mask_lanes_ = false;  // the mask selects lanes (see the constructor)
   bool amx_nats_ = false;        // this path's scores and maxima in natural-log units
-  bool amx_cap_max_ = false;     // a softcap alone fixes the row max (kXfCapMax)
+  bool amx_cap_raw_ = false;     // a softcap alone, applied to the raw scores in the exponentials (kXfCapRaw)
 #endif
 };
 
