@@ -252,12 +252,7 @@ inline void write_row(void* base, int64_t start, int64_t stride, int64_t n, cons
   }
 }
 
-// tanh(x). float: x P(x^2) / Q(x^2) with P, Q of degree 4, a rational fit of relative error 2e-8 on
-// |x| <= 9 (tanh(9) is 1 to float precision), evaluated within 6 ulps (absolute error < 4e-7); |x| is
-// clamped to 9 first and the result to [-1, 1] last. 18 instructions, no divider. double: an odd minimax
-// polynomial for |x| < 0.625, else (1 - e) / (1 + e) with e = 2^(-2 log2(e) |x|); a few ulps. Both give
-// exactly +-1 at +-inf and keep NaN.
-// The float rational of tanh_vec without its last clamp to [-1, 1] (it may exceed 1 in magnitude by an
+// The float rational of tanh_vec (below) without its last clamp to [-1, 1] (it may exceed 1 in magnitude by an
 // ulp or two): 16 instructions.
 inline Vec<float> tanh_rational(Vec<float> x) {
   using V = Vec<float>;
@@ -275,6 +270,11 @@ inline Vec<float> tanh_rational(Vec<float> x) {
   return mul(mul(xc, p), recip(q));
 }
 
+// tanh(x). float: x P(x^2) / Q(x^2) with P, Q of degree 4, a rational fit of relative error 2e-8 on
+// |x| <= 9 (tanh(9) is 1 to float precision), evaluated within 6 ulps (absolute error < 4e-7); |x| is
+// clamped to 9 first and the result to [-1, 1] last. 18 instructions, no divider. double: an odd minimax
+// polynomial for |x| < 0.625, else (1 - e) / (1 + e) with e = 2^(-2 log2(e) |x|); a few ulps. Both give
+// exactly +-1 at +-inf and keep NaN.
 template <class A>
 inline Vec<A> tanh_vec(Vec<A> x) {
   using V = Vec<A>;
@@ -1711,7 +1711,9 @@ class TiledForward {
     for (int64_t x = 0; x < keys; x += 16) {
       for (int64_t w = 0; w < 16; ++w) {
         const int64_t j = j0 + x + w;
-        if (j + kAmxPackAhead < len) prefetch_row<2>(p_.k, kbase + (j + kAmxPackAhead) * p_.k_seq_stride, p_.k_dim_stride, p_.head_dim);
+        if (j + kAmxPackAhead < len) {
+          prefetch_row<2>(p_.k, kbase + (j + kAmxPackAhead) * p_.k_seq_stride, p_.k_dim_stride, p_.head_dim);
+        }
         amx_read_row(p_.k, kbase + j * p_.k_seq_stride, p_.k_dim_stride, p_.head_dim, j < len, dq_, stage + w * dq_);
       }
       for (int64_t dc = 0; dc < ndc; ++dc) {
@@ -1736,7 +1738,9 @@ class TiledForward {
     for (int64_t x = 0; x < keys; x += 2) {
       for (int64_t w = 0; w < 2; ++w) {
         const int64_t j = j0 + x + w;
-        if (j + kAmxPackAhead < len) prefetch_row<2>(p_.v, vbase + (j + kAmxPackAhead) * p_.v_seq_stride, p_.v_dim_stride, p_.head_dim_v);
+        if (j + kAmxPackAhead < len) {
+          prefetch_row<2>(p_.v, vbase + (j + kAmxPackAhead) * p_.v_seq_stride, p_.v_dim_stride, p_.head_dim_v);
+        }
         amx_read_row(p_.v, vbase + j * p_.v_seq_stride, p_.v_dim_stride, p_.head_dim_v, j < len, dvp_, vrow + w * dvp_);
       }
       for (int64_t n = 0; n < nvb; ++n) {
@@ -2102,7 +2106,7 @@ class TiledForward {
     constexpr int FX = F & kXfAll;  // the options the vector unit applies to the scores
     constexpr bool kXform = FX != 0;
     constexpr bool kMaskLanes = (F & kXfMaskLanes) != 0;
-    constexpr bool kCapRaw = (F & kXfCapRaw) != 0;  // raw scores; p = 2^(softcap log2(e) tanh(s |scale| / softcap) - m')
+    constexpr bool kCapRaw = (F & kXfCapRaw) != 0;  // p = 2^(softcap log2(e) tanh(s |scale| / softcap) - m')
     const int64_t j0 = blk.j0;
     const A neg_inf = -std::numeric_limits<A>::infinity();
     const int64_t pplane = ad::kRows * kAmxTileKeys;
