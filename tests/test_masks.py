@@ -287,7 +287,8 @@ def test_scores_at_the_dtype_limits(rng, path, dtype):
     """Finite scores whose product with log2(e) would overflow (|score| within a factor 1.44 of the
     largest value), plain or under element-wise options, and rows of such scores all hugely negative
     (they would read as masked), give the oracle's result, never NaN or an empty row; a softcap near the
-    largest value (|scale| / softcap below the normal range) too."""
+    largest value (|scale| / softcap below the normal range) too, and a zero scale times a q . k that
+    overflows the working precision (0 x inf: the reference path, as the oracle's uniform mean)."""
     big = 1.3e308 if dtype == "float64" else 2.5e38
     q = np.array([1.0, 0.5]).reshape(1, 1, 1, 2)
     k = np.array([[1, 0.5], [0.5, 0.5], [-1, 0]]).reshape(1, 1, 3, 2)
@@ -299,6 +300,10 @@ def test_scores_at_the_dtype_limits(rng, path, dtype):
         (-q, k, dict(scale=big)),  # every score hugely negative
         (q, np.abs(k) + 1, dict(scale=-big)),
     ]
+    # q . k overflowing the working precision, times a zero scale (float16's range cannot reach it)
+    if dtype != "float16":
+        cases.append((q * big, np.abs(k) * 2 + 1, dict(scale=0.0)))
+        cases.append((q * big, np.abs(k) * 2 + 1, dict(scale=0.0, softcap=5.0)))
     tol = {"float64": 1e-12, "float32": 1e-5}.get(dtype, 2e-2)
     dt = dtype_of(dtype)
     for qq, kk, kw in cases:

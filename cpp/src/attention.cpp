@@ -153,13 +153,19 @@ bool softcap_beyond_range(const Params& p) {
   return std::fabs(p.scale) / p.softcap < smallest;
 }
 
+// A zero scale: every score is 0 times q . k, which the tiled kernels' products (float32 for all but
+// float64 inputs) may overflow to inf, and 0 x inf would make NaN of a row the oracle computes as the
+// uniform mean. Such calls run on the reference path (q . k in double, long double for float64). Never in
+// ordinary use.
+bool zero_scale(const Params& p) { return p.scale == 0; }
+
 }  // namespace
 
 void attention(const Params& p) {
   detail::validate(p);
   if (p.batch == 0 || p.heads_q == 0 || p.seq_q == 0) return;
   const int threads = threads_for(p);
-  if (p.path == KernelPath::kReference || alibi_beyond_range(p) || softcap_beyond_range(p)) {
+  if (p.path == KernelPath::kReference || alibi_beyond_range(p) || softcap_beyond_range(p) || zero_scale(p)) {
     kernels::reference_attention(p, threads);
     return;
   }
