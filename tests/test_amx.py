@@ -424,10 +424,9 @@ def test_softcap_alone_extremes(rng):
     k2[0, 0, 50:90, 0] = -20.0  # -inf
     out2 = check_against_oracle(q2, k2, v, AMX, softcap=30.0, scale=1.0)[0]
     assert np.isfinite(out2).all()
-    # A zero scale with such scores (0 x inf): the transform pass, whose NaN probabilities send the row
-    # to the reference path (the uniform mean, as the oracle's); the raw-score pass would drop the tile.
-    # (Naive float32 attention is NaN here: compared with the oracle directly. A row whose every score
-    # overflows is NaN on every kernel path, as a row of NaN scores: not tested.)
+    # A zero scale with such scores (0 x inf): the call runs on the reference path, the uniform mean as
+    # the oracle's (the raw-score pass dropped the tile). Naive float32 attention is NaN here: compared
+    # with the oracle directly.
     out, lse = run(q2, k2, v, AMX, softcap=30.0, scale=0.0, return_lse=True)
     ref, ref_lse = reference.attention(q2, k2, v, softcap=30.0, scale=0.0, return_lse=True)
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)

@@ -504,11 +504,11 @@ class TiledForward {
       // S2048 H8, 2 threads) D64 +30-39 % -> +21-24 % per score over the plain call, but D128 +9-17 % ->
       // +17-27 % (at D128 the tile unit's steps dominate, and the separate transform pass interleaves
       // with them better).
-      // Not for a zero scale (or one whose ratio to the softcap overflows): |scale| / softcap times an
-      // infinite raw score (q . k overflowing float32) would make a NaN row max and drop the tile, where
-      // the transform pass keeps the NaN for the reference path (a second review).
+      // Not where |scale| / softcap overflows: times a zero raw score it would make a NaN row max and drop
+      // the tile, where the transform pass keeps the NaN for the reference path (a second review; a zero
+      // scale, whose 0 x inf did the same, never reaches the kernels: attention.cpp).
       amx_cap_raw_ = xf_flags_ == kXfSoftcap && p.softcap * kLog2e <= kCapRawMax && p.head_dim <= kCapRawMaxDim &&
-                     p.scale != 0 && std::fabs(p.scale) / p.softcap <= std::numeric_limits<float>::max();
+                     std::fabs(p.scale) / p.softcap <= std::numeric_limits<float>::max();
       if (amx_cap_raw_) amx_nats_ = false;  // m' in base-2 units; -inf only for a row that saw no key
     }
 #endif
