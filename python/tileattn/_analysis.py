@@ -175,7 +175,7 @@ def _probabilities(
     def chunks():
         for r0 in range(0, len(rows), step):
             sel = rows[r0 : r0 + step]
-            s, _ = reference.scores(qf, kf, rows=sel, **options)
+            s, _ = reference.scores(qf, kf, rows=sel, row_invariant=True, **options)
             with np.errstate(all="ignore"):
                 m = s.max(axis=-1, keepdims=True, initial=-np.inf)
                 p = np.exp(s - np.where(m == -np.inf, work(0), m))
@@ -207,7 +207,9 @@ def attention_weights(
     Returns ``(B, Hq, len(rows), Sk)`` whatever the layout (leading dims follow the rank): row ``r`` holds
     ``softmax_j(score(rows[r], j))`` under the same options as :func:`tileattn.attention` (masked keys and
     rows that see no key are exactly 0). Computed a block of query rows at a time, in float32 (float64 for
-    float64 inputs), so no ``Sq x Sk`` buffer exists unless every row is asked for.
+    float64 inputs), so no ``Sq x Sk`` buffer exists unless every row is asked for. A row's values do not
+    depend on which other rows are asked for, bit for bit (its dot products are summed in a fixed order,
+    not by BLAS, whose order can depend on the number of rows).
     """
     shape, sel, work, rank, chunks = _probabilities(
         q,

@@ -176,6 +176,7 @@ def scores(
     align: str | None = None,
     rows: Any = None,
     bias_limit: Any = None,
+    row_invariant: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The scores of (B, H, S, D) arrays of one float type, in that type, and where they are allowed.
 
@@ -184,7 +185,10 @@ def scores(
     (masking selects: a NaN in a score that is masked never survives), and ``allowed``, the keys each
     row may see: the structured mask (lengths, causal, window) and the boolean `mask`. `bias_limit`: a
     float dtype whose range finite bias values saturate to (after selecting rows, so a broadcast bias is
-    never expanded).
+    never expanded). `row_invariant`: sum each dot product in an order that depends on nothing but its
+    own row (NumPy's einsum loop); BLAS, the default, may sum a row's products in an order that depends
+    on how many rows it is given (OpenBLAS does on some CPUs), so a row's last bits could change with
+    `rows`.
     """
     b, hq, sq, dim = qf.shape
     hkv, sk = kf.shape[1], kf.shape[2]
@@ -210,7 +214,11 @@ def scores(
         allowed = allowed & _rows_of(np.asarray(mask, dtype=bool), rows)
     allowed = np.broadcast_to(allowed, (b, hq, len(rows), sk))
     with np.errstate(all="ignore"):
-        s = typ(scale) * (qf[:, :, rows] @ np.swapaxes(kf, -1, -2))
+        if row_invariant:
+            dots = np.einsum("bhid,bhjd->bhij", qf[:, :, rows], kf, optimize=False)
+        else:
+            dots = qf[:, :, rows] @ np.swapaxes(kf, -1, -2)
+        s = typ(scale) * dots
         if softcap:
             s = typ(softcap) * np.tanh(s / typ(softcap))
         if bias is not None:
