@@ -328,6 +328,13 @@ PYBIND11_MODULE(_core, m) {
         return tileattn::probe_read_gbs(threads, bytes, repeats);
       },
       py::arg("threads"), py::arg("bytes") = int64_t{1} << 30, py::arg("repeats") = 5);
+  m.def(
+      "probe_threads",
+      [](int threads, double seconds) {
+        py::gil_scoped_release release;
+        return tileattn::probe_threads(threads, seconds);
+      },
+      py::arg("threads"), py::arg("seconds") = 5.0);
   m.def("set_num_threads", &tileattn::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &tileattn::get_num_threads);
   m.def("available_cpus", &tileattn::available_cpus);

@@ -199,3 +199,27 @@ def test_workers_keep_their_affinity(tmp_path, cpus):
         [sys.executable, str(script), cpus], capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr
+
+
+FIRST_REGION_SCRIPT = """
+import sys
+from tileattn import _core
+
+n = int(sys.argv[1])
+first = _core.probe_threads(n, 10.0)  # the process's first parallel region: the pool starts here
+grown = _core.probe_threads(n + 1, 10.0)  # a worker created for a larger region joins it at once
+print(first, grown)
+"""
+
+
+def test_first_region_runs_on_every_thread(tmp_path):
+    """A new worker joins the region it was created for. (It used to read the pool's generation when it
+    started, after its creator had published the job, and so skipped it: every process's first call ran on
+    the caller alone, half the speed on two threads.) Fresh interpreter: the pool must not exist yet."""
+    script = tmp_path / "first_region.py"
+    script.write_text(FIRST_REGION_SCRIPT)
+    proc = subprocess.run(
+        [sys.executable, str(script), "2"], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.split() == ["2", "3"], proc.stdout

@@ -1,10 +1,12 @@
 // The machine-ceiling probes: FMA throughput and memory-read bandwidth on a number of threads, with the
 // best instruction set (or the one forced by TILEATTN_ISA), timed around one parallel region.
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <new>
+#include <thread>
 #include <vector>
 
 #include "cpu_features.hpp"
@@ -124,6 +126,21 @@ double probe_read_gbs(int threads, int64_t bytes, int repeats) {
     best = std::max(best, static_cast<double>(n) * 4.0 / seconds_since(t0) / 1e9);
   }
   return best;
+}
+
+int probe_threads(int threads, double seconds) {
+  threads = std::max(threads, 1);
+  std::atomic<int> inside{0}, most{0};
+  detail::parallel_for(threads, 1, threads, [&](int64_t, int64_t) {
+    const int now = inside.fetch_add(1) + 1;
+    int seen = most.load();
+    while (now > seen && !most.compare_exchange_weak(seen, now)) {
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    while (most.load() < threads && seconds_since(t0) < seconds) std::this_thread::yield();
+    inside.fetch_sub(1);
+  });
+  return most.load();
 }
 
 }  // namespace tileattn

@@ -129,17 +129,16 @@ class Pool {
  private:
   void ensure_workers(int count) {
     std::lock_guard<std::mutex> lk(mutex_);
+    // A new worker starts from the generation before the job its creator is about to publish, so it
+    // joins that job. (Reading the generation when the thread starts, later, made every process's first
+    // parallel region, and the first after more threads were asked for, run without the new workers:
+    // the job was published before they looked.)
     while (static_cast<int>(workers_.size()) < count) {
-      workers_.emplace_back([this] { worker_loop(); });
+      workers_.emplace_back([this, seen = generation_] { worker_loop(seen); });
     }
   }
 
-  void worker_loop() {
-    uint64_t seen = 0;
-    {
-      std::lock_guard<std::mutex> lk(mutex_);
-      seen = generation_;
-    }
+  void worker_loop(uint64_t seen) {
     for (;;) {
       // Spin briefly before sleeping: back-to-back calls (small shapes) then start without a wake-up.
       const auto spin_until = Clock::now() + std::chrono::microseconds(200);

@@ -210,6 +210,7 @@ def probes(threads: int) -> dict[str, float]:
         "fma_f32_gflops": _core.probe_fma_gflops(threads, False, 0.5),
         "fma_f64_gflops": _core.probe_fma_gflops(threads, True, 0.5),
         "read_gbs": _core.probe_read_gbs(threads, 1 << 30, 3),
+        "threads_together": _core.probe_threads(threads, 2.0),
     }
 
 
@@ -330,7 +331,8 @@ def format_table(report: dict[str, Any]) -> str:
         f"tileattn bench --compare  {report['date']}  {report['cpu']}  {report['threads']} threads  "
         f"kernel: {report['kernel']}  timing: {report.get('timing', 'bursts')}",
         f"probes (best of before/after): FMA peak f32 {p['fma_f32_gflops']:.0f} GFLOP/s, "
-        f"f64 {p['fma_f64_gflops']:.0f} GFLOP/s, read bandwidth {p['read_gbs']:.1f} GB/s",
+        f"f64 {p['fma_f64_gflops']:.0f} GFLOP/s, read bandwidth {p['read_gbs']:.1f} GB/s, "
+        f"threads running together {p.get('threads_together', '?')} of {report['threads']}",
         "",
     ]
     header = [

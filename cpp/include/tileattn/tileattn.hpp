@@ -184,6 +184,11 @@ TILEATTN_API const char* isa_name(Isa isa);
 // `repeats` passes over a buffer of `bytes` bytes split across `threads` threads.
 TILEATTN_API double probe_fma_gflops(int threads, bool f64, double seconds);
 TILEATTN_API double probe_read_gbs(int threads, int64_t bytes, int repeats);
+// How many threads of the pool a parallel region of `threads` chunks actually runs on at once: every
+// chunk waits (up to `seconds`) until `threads` chunks are running, and the largest number seen running
+// together is returned. `threads` when the pool works as it should (a chunk that waits in vain ends after
+// `seconds`, and its thread may then run another chunk alone).
+TILEATTN_API int probe_threads(int threads, double seconds);
 TILEATTN_API const char* version();
 
 }  // namespace tileattn
