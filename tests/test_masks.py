@@ -109,6 +109,44 @@ def test_options_layouts_ranks(rng, name, layout, rank):
     check_against_oracle(q, k, v, layout=layout, **kw)
 
 
+@pytest.mark.parametrize("keys", ["contiguous", "strided"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_mask_tiles_all_true_or_almost(rng, path, dtype, keys):
+    """Tiles whose mask is all true are not read (the mask summary's second bit); a tile true but for one
+    key must still be masked there. Rows: all true; one or two False keys at a tile's first or last key,
+    or next to them; a document mask (blocks of true tiles, edges inside tiles); all true; each alone,
+    with a bias, and with a causal window."""
+    sq, sk, d = 48, 700, 32
+    isa = path[1] if path[0] == "tiled" else "auto"
+    block_k = tile_info(dtype, 2, 2, 2, sq, sk, d, d, isa=isa)[1]
+    edges = sorted(
+        {
+            e
+            for t in range(0, sk, block_k)
+            for e in (t - 1, t, t + 1, t + block_k - 1)
+            if 0 <= e < sk
+        }
+    )
+    mask = np.ones((sq, sk), dtype=bool)
+    for i in range(sq):
+        if i % 3 == 1:
+            mask[i, edges[i % len(edges)]] = False
+        elif i % 3 == 2:
+            mask[i, edges[(i * 7) % len(edges)]] = False
+            mask[i, edges[(i * 5 + 3) % len(edges)]] = False
+    doc = np.zeros((sq, sk), dtype=bool)
+    cut = [0, 137, 300, 512, sk]
+    for a, e in zip(cut[:-1], cut[1:]):
+        doc[(a * sq) // sk : (e * sq) // sk, a:e] = True
+    q, k, v = qkv(rng, b=2, hq=2, sq=sq, sk=sk, d=d, dtype=dtype)
+    for m in (mask, doc, np.ones((sq, sk), dtype=bool)):
+        if keys == "strided":  # a key stride of 2 bytes: the summary's strided scan
+            m = np.repeat(m, 2, axis=-1)[..., ::2]
+        check_against_oracle(q, k, v, path, mask=m)
+        check_against_oracle(q, k, v, path, mask=m, bias=rng.standard_normal((sq, sk)))
+        check_against_oracle(q, k, v, path, mask=m, causal=True, window=(200, 0))
+
+
 @pytest.mark.parametrize("sq", [1, 300])
 def test_long_keys_with_options(rng, path, sq):
     """Several KV tiles, and the decode path with its split keys (sq = 1), under every option."""

@@ -95,8 +95,10 @@ class Geometry {
 };
 
 // The boolean mask, read once per call: for each of its own (batch, head, row) (broadcast dimensions
-// counted once) the first and one-past-last true key, and one bit per KV tile: does the row see any key
-// of that tile? Tiles a row does not see are skipped; the mask is applied element by element inside.
+// counted once) the first and one-past-last true key, and two bits per KV tile: does the row see any key
+// of that tile, and does it see all of them? Tiles a row does not see are skipped; the mask is applied
+// element by element inside the others, except where it is all true (a document's or padding's blocks:
+// most tiles of such masks), where it is not read at all.
 class MaskSummary {
  public:
   MaskSummary() = default;
@@ -105,7 +107,7 @@ class MaskSummary {
   static std::size_t bytes(const Params& p, int64_t block_k) {
     const auto cells = static_cast<std::size_t>(extent_b(p) * extent_h(p) * p.seq_q);
     const auto words = static_cast<std::size_t>(words_per_row(p, block_k));
-    return round_up_bytes(checked_mul(cells, sizeof(RowRange))) + round_up_bytes(checked_mul(cells * words, 8));
+    return round_up_bytes(checked_mul(cells, sizeof(RowRange))) + 2 * round_up_bytes(checked_mul(cells * words, 8));
   }
 
   void build(const Params& p, int64_t block_k, void* memory, int threads) {
@@ -117,6 +119,7 @@ class MaskSummary {
     Carver c(memory);
     ranges_ = c.take<RowRange>(static_cast<std::size_t>(cells));
     bits_ = c.take<uint64_t>(static_cast<std::size_t>(cells * words_));
+    full_ = c.take<uint64_t>(static_cast<std::size_t>(cells * words_));
     parallel_for(cells, 64, threads, [this, &p](int64_t begin, int64_t end) {
       for (int64_t cell = begin; cell < end; ++cell) {
         const int64_t i = cell % p.seq_q;
@@ -124,8 +127,11 @@ class MaskSummary {
         const int64_t b = cell / (p.seq_q * eh_);
         const uint8_t* row = p.mask + b * p.mask_batch_stride + h * p.mask_head_stride + i * p.mask_seq_stride;
         uint64_t* bits = bits_ + cell * words_;
+        uint64_t* full = full_ + cell * words_;
         std::fill(bits, bits + words_, uint64_t{0});
-        ranges_[cell] = p.mask_key_stride == 1 ? scan_contiguous(row, p.seq_k, bits) : scan_strided(p, row, bits);
+        std::fill(full, full + words_, uint64_t{0});
+        ranges_[cell] = p.mask_key_stride == 1 ? scan_contiguous(row, p.seq_k, bits, full)
+                                               : scan_strided(p, row, bits, full);
       }
     });
   }
@@ -134,6 +140,10 @@ class MaskSummary {
   RowRange range(int64_t b, int64_t h, int64_t i) const { return ranges_[cell(b, h, i)]; }
   bool sees_tile(int64_t b, int64_t h, int64_t i, int64_t tile) const {
     return ((bits_[cell(b, h, i) * words_ + tile / 64] >> (tile % 64)) & 1) != 0;
+  }
+  // Whether the row sees every key of the tile.
+  bool full_tile(int64_t b, int64_t h, int64_t i, int64_t tile) const {
+    return ((full_[cell(b, h, i) * words_ + tile / 64] >> (tile % 64)) & 1) != 0;
   }
 
  private:
@@ -148,12 +158,13 @@ class MaskSummary {
 
   // A contiguous row of n mask bytes, a tile at a time: whether any byte is set is an OR of 8-byte words
   // (vectorised by the compiler); only the first and last tiles that have one are searched byte by byte.
-  RowRange scan_contiguous(const uint8_t* row, int64_t n, uint64_t* bits) const {
+  RowRange scan_contiguous(const uint8_t* row, int64_t n, uint64_t* bits, uint64_t* full) const {
     int64_t first = -1, last = -1;
     for (int64_t t = 0; t * block_k_ < n; ++t) {
       const int64_t j0 = t * block_k_, j1 = std::min(n, j0 + block_k_);
       if (!any_set(row + j0, j1 - j0)) continue;
       set_tile(bits, t);
+      if (all_set(row + j0, j1 - j0)) set_tile(full, t);
       if (first < 0) first = t;
       last = t;
     }
@@ -176,18 +187,39 @@ class MaskSummary {
     return acc != 0;
   }
 
-  RowRange scan_strided(const Params& p, const uint8_t* row, uint64_t* bits) const {
+  // No byte is zero: per 8-byte word, (w - 0x01..01) & ~w & 0x80..80 is nonzero exactly when w has a zero
+  // byte.
+  static bool all_set(const uint8_t* p, int64_t n) {
+    constexpr uint64_t kOnes = 0x0101010101010101ull, kHighs = 0x8080808080808080ull;
+    uint64_t zero = 0;
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+      uint64_t w;
+      std::memcpy(&w, p + j, 8);
+      zero |= (w - kOnes) & ~w & kHighs;
+    }
+    for (; j < n; ++j) zero |= p[j] == 0;
+    return zero == 0;
+  }
+
+  RowRange scan_strided(const Params& p, const uint8_t* row, uint64_t* bits, uint64_t* full) const {
     if (p.mask_key_stride == 0) {  // broadcast over the keys: all or nothing
       if (row[0] == 0 || p.seq_k == 0) return {0, 0};
-      for (int64_t t = 0; t * block_k_ < p.seq_k; ++t) set_tile(bits, t);
+      for (int64_t t = 0; t * block_k_ < p.seq_k; ++t) set_tile(bits, t), set_tile(full, t);
       return {0, p.seq_k};
     }
     int64_t lo = p.seq_k, hi = 0;
-    for (int64_t j = 0; j < p.seq_k; ++j) {
-      if (row[j * p.mask_key_stride] == 0) continue;
-      lo = std::min(lo, j);
-      hi = j + 1;
-      set_tile(bits, j / block_k_);
+    for (int64_t t = 0; t * block_k_ < p.seq_k; ++t) {
+      const int64_t j0 = t * block_k_, j1 = std::min(p.seq_k, j0 + block_k_);
+      int64_t count = 0;
+      for (int64_t j = j0; j < j1; ++j) {
+        if (row[j * p.mask_key_stride] == 0) continue;
+        lo = std::min(lo, j);
+        hi = j + 1;
+        ++count;
+      }
+      if (count > 0) set_tile(bits, t);
+      if (count == j1 - j0) set_tile(full, t);
     }
     return lo < hi ? RowRange{lo, hi} : RowRange{0, 0};
   }
@@ -195,7 +227,8 @@ class MaskSummary {
   const Params* p_ = nullptr;
   int64_t block_k_ = 0, eb_ = 0, eh_ = 0, words_ = 0;
   RowRange* ranges_ = nullptr;
-  uint64_t* bits_ = nullptr;
+  uint64_t* bits_ = nullptr;  // per cell, words_ words: the row sees some key of tile t (bit t)
+  uint64_t* full_ = nullptr;  // ... every key of tile t
 };
 
 // The keys row i of sequence b, head h, may see: the window range narrowed by the mask's.

@@ -305,6 +305,10 @@ enum : int { kXfMaskLanes = 16 };
 // The matrix-unit path only: a softcap that is the only option, applied in the exponentials' pass to the
 // raw scores, whose max gives the row's (tanh is monotonic): no pass that rewrites the scores.
 enum : int { kXfCapRaw = 32 };
+// The vector path: a block of rows whose mask is all true over the tile, and no other option: the scores
+// in natural-log units (t = |scale| s) as with the mask, which is not read (the options' arithmetic is
+// the same with and without it, so a row's scores do not depend on its block).
+enum : int { kXfScaleOnly = 64 };
 
 // The element-wise options on the rows of a register block against one KV tile: from the raw score s of
 // row r, key j to t = softcap * tanh(|scale| s / softcap) + bias - slope * |diag - j|, computed as
@@ -1099,6 +1103,7 @@ class TiledForward {
     int64_t a[MR], e[MR];  // keys of this tile each row may see: [a[r], e[r])
     int64_t emax = 0;
     const int64_t tile = j0 / tiles_.block_k;
+    bool mask_all = true;  // every row that sees a key of the tile sees all of them (the mask summary)
     for (int r = 0; r < MR; ++r) {
       const int64_t row = rb + r;
       a[r] = e[r] = 0;
@@ -1106,7 +1111,11 @@ class TiledForward {
       const int64_t lo = std::clamp<int64_t>(ws.lo[row] - j0, 0, nk);
       const int64_t hi = std::clamp<int64_t>(ws.hi[row] - j0, 0, nk);
       if (hi <= lo) continue;
-      if (mask_.active() && !mask_.sees_tile(b, head_of(g, row, nq), i0 + row % nq, tile)) continue;
+      if (mask_.active()) {
+        const int64_t h = head_of(g, row, nq), i = i0 + row % nq;
+        if (!mask_.sees_tile(b, h, i, tile)) continue;
+        mask_all = mask_all && mask_.full_tile(b, h, i, tile);
+      }
       a[r] = lo, e[r] = hi;
       emax = std::max(emax, hi);
     }
@@ -1142,7 +1151,13 @@ class TiledForward {
       }
       if (F != 0 && !full) transform_rows<F>(ws, xf, a, e, vmax);
     };
-    if (transform_) {
+    if (transform_ && mask_all && (xf_flags_ & kXfMask) != 0) {  // the block need not read the mask
+      if (xf_flags_ == kXfMask) {
+        scores(std::integral_constant<int, kXfScaleOnly>{});
+      } else {
+        detail::with_value<kXfAll + 1>(xf_flags_ & ~kXfMask, scores);
+      }
+    } else if (transform_) {
       detail::with_value<kXfAll + 1>(xf_flags_, scores);
     } else {
       scores(std::integral_constant<int, 0>{});
