@@ -1103,7 +1103,8 @@ class TiledForward {
     int64_t a[MR], e[MR];  // keys of this tile each row may see: [a[r], e[r])
     int64_t emax = 0;
     const int64_t tile = j0 / tiles_.block_k;
-    bool mask_all = true;  // every row that sees a key of the tile sees all of them (the mask summary)
+    // Every row that sees a key of the tile sees all of them (by the mask summary; never without one).
+    bool mask_all = mask_.active();
     for (int r = 0; r < MR; ++r) {
       const int64_t row = rb + r;
       a[r] = e[r] = 0;
