@@ -111,12 +111,13 @@ def test_options_layouts_ranks(rng, name, layout, rank):
 
 @pytest.mark.parametrize("keys", ["contiguous", "strided"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_mask_tiles_all_true_or_almost(rng, path, dtype, keys):
+@pytest.mark.parametrize("sq", [48, 3])
+def test_mask_tiles_all_true_or_almost(rng, path, dtype, keys, sq):
     """Tiles whose mask is all true are not read (the mask summary's second bit); a tile true but for one
     key must still be masked there. Rows: all true; one or two False keys at a tile's first or last key,
     or next to them; a document mask (blocks of true tiles, edges inside tiles); all true; each alone,
-    with a bias, and with a causal window."""
-    sq, sk, d = 48, 700, 32
+    with a bias, and with a causal window. sq = 3: the decode path (keys split in chunks)."""
+    sk, d = 700, 32
     isa = path[1] if path[0] == "tiled" else "auto"
     block_k = tile_info(dtype, 2, 2, 2, sq, sk, d, d, isa=isa)[1]
     edges = sorted(
@@ -128,6 +129,7 @@ def test_mask_tiles_all_true_or_almost(rng, path, dtype, keys):
         }
     )
     mask = np.ones((sq, sk), dtype=bool)
+    mask[-1, sk - 1] = False  # the short last tile's last key (the summary's scalar tail)
     for i in range(sq):
         if i % 3 == 1:
             mask[i, edges[i % len(edges)]] = False

@@ -215,7 +215,8 @@ def scores(
     allowed = np.broadcast_to(allowed, (b, hq, len(rows), sk))
     with np.errstate(all="ignore"):
         if row_invariant:
-            dots = np.einsum("bhid,bhjd->bhij", qf[:, :, rows], kf, optimize=False)
+            qr, kc = np.ascontiguousarray(qf[:, :, rows]), np.ascontiguousarray(kf)
+            dots = np.einsum("bhid,bhjd->bhij", qr, kc, optimize=False)
         else:
             dots = qf[:, :, rows] @ np.swapaxes(kf, -1, -2)
         s = typ(scale) * dots
