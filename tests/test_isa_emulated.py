@@ -5,6 +5,7 @@ process with SIGILL; the results are checked against the oracle."""
 
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 import subprocess
@@ -52,11 +53,17 @@ def run_emulated(cpu: str) -> subprocess.CompletedProcess:
         pytest.skip("qemu-user is not installed (apt-get install qemu-user)")
     if platform.machine() != "x86_64" or not sys.platform.startswith("linux"):
         pytest.skip("emulating older x86-64 CPUs needs an x86-64 Linux host")
+    # NumPy's OpenBLAS picks its kernels from CPUID, and under qemu-user on an AMD host it took the
+    # emulated Nehalem for a Haswell (its AVX kernels then died with SIGILL in NumPy's import-time
+    # sanity check, before tileattn ran). Naming the core for OpenBLAS leaves tileattn's own dispatch,
+    # which the test is about, to CPUID.
+    env = dict(os.environ, OPENBLAS_CORETYPE=cpu)
     return subprocess.run(
         [qemu, "-cpu", cpu, sys.executable, "-c", SCRIPT],
         capture_output=True,
         text=True,
         timeout=900,
+        env=env,
     )
 
 
