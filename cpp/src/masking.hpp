@@ -97,8 +97,9 @@ class Geometry {
 // The boolean mask, read once per call: for each of its own (batch, head, row) (broadcast dimensions
 // counted once) the first and one-past-last true key, and two bits per KV tile: does the row see any key
 // of that tile, and does it see all of them? Tiles a row does not see are skipped; the mask is applied
-// element by element inside the others, except where it is all true (a document's or padding's blocks:
-// most tiles of such masks), where it is not read at all.
+// element by element inside the others, except, on the vector levels, where it is all true (a document's
+// or padding's blocks: most tiles of such masks), where it is not read at all. (The AMX level's summary
+// computes those bits too but does not use them yet: its mask selects lanes, with no pass of its own.)
 class MaskSummary {
  public:
   MaskSummary() = default;
