@@ -44,5 +44,8 @@ Isa selected_isa();
 bool isa_runnable(Isa isa);
 // The value of TILEATTN_ISA when it was not understood, else empty (reported by show_config).
 const std::string& isa_env_problem();
+// Whether the AVX-512 kernels multiply bfloat16 inputs' Q K^T as pairs (vdpbf16ps): the CPU has
+// AVX512_BF16 and TILEATTN_BF16_DOT is not 0 (read at every call, so that a test can compare both ways).
+bool bf16_dot_enabled();
 
 }  // namespace tileattn::detail

@@ -133,6 +133,16 @@ inline Vec<float> lane_index(float) {
   return {_mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)};
 }
 
+// acc + the dot products of bfloat16 pairs (AVX512_BF16's vdpbf16ps): per lane, acc + q1 k1 + q0 k0, each
+// product exact in float and each addition rounded (to nearest even, denormal inputs and results taken
+// as zero): what two multiply-adds give. Only for a CPU that has the extension (the caller checks), hence
+// its own target; TiledForward's bfloat16 inputs then multiply Q K^T at twice the float rate.
+#define TILEATTN_BF16_DOT 1
+__attribute__((target("avx512bf16"), always_inline)) inline Vec<float> dot_bf16_pairs(Vec<float> acc, __m512i q2,
+                                                                                       __m512i k2) {
+  return {_mm512_dpbf16_ps(acc.v, (__m512bh)q2, (__m512bh)k2)};
+}
+
 // dst[c * ds + r] = src[r * ss + c] for a 16 x 16 block: four rounds of 16 shuffles.
 inline void transpose_block(const float* src, int64_t ss, float* dst, int64_t ds) {
   __m512 r[16], t[16];

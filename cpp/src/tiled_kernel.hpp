@@ -38,6 +38,7 @@
 #include <limits>
 #include <utility>
 
+#include "cpu_features.hpp"
 #include "fp_env.hpp"
 #include "half.hpp"
 #include "kernels.hpp"
@@ -93,6 +94,46 @@ struct NoEpilogue {
 #define TILEATTN_UNROLL
 #endif
 
+// A segment of Q K^T done: its sums go to S (added to the earlier segments' sums), the last segment's
+// through the epilogue, whose row maxima go to vmax. Each case is its own unrolled loop, so that the
+// accumulators never leave the registers. `terms`: the segments' loop count in all (the epilogue's
+// prefetches not yet issued by the loop follow here).
+template <class A, int R, int N, class Epi>
+__attribute__((always_inline)) inline void qk_store(Vec<A> (&acc)[R][N], bool first, bool last, A* s, int64_t lds,
+                                                    Vec<A>* vmax, const Epi& epi, int64_t key0, int64_t terms) {
+  using V = Vec<A>;
+  constexpr int W = V::kWidth;
+  const auto finish = [&](auto first_c, auto last_c) {
+    constexpr bool kFirst = decltype(first_c)::value, kLast = decltype(last_c)::value;
+    TILEATTN_UNROLL
+    for (int r = 0; r < R; ++r) {
+      V m = V::set1(-std::numeric_limits<A>::infinity());
+      TILEATTN_UNROLL
+      for (int n = 0; n < N; ++n) {
+        A* dst = s + r * lds + n * W;
+        V x = acc[r][n];
+        if constexpr (!kFirst) x = add(V::load(dst), x);
+        if constexpr (kLast) {
+          if (r * N + n >= terms) epi.prefetch(r * N + n, key0);
+          x = epi(r, key0 + n * W, x);
+          m = max(m, x);
+        }
+        x.store(dst);
+      }
+      if constexpr (kLast) {
+        if (vmax != nullptr) vmax[r] = max(vmax[r], m);
+      }
+    }
+  };
+  using False = std::false_type;
+  using True = std::true_type;
+  if (first) {
+    last ? finish(True{}, True{}) : finish(True{}, False{});
+  } else {
+    last ? finish(False{}, True{}) : finish(False{}, False{});
+  }
+}
+
 template <class A, int R, int N, class Epi = NoEpilogue<A>>
 __attribute__((noinline)) void qk_block(const A* q, int64_t ldq, const A* kt, int64_t head_dim, A* s, int64_t lds,
                                         Vec<A>* vmax, const Epi& epi = Epi{}, int64_t key0 = 0) {
@@ -118,40 +159,47 @@ __attribute__((noinline)) void qk_block(const A* q, int64_t ldq, const A* kt, in
         for (int n = 0; n < N; ++n) acc[r][n] = fmadd(qv, kv[n], acc[r][n]);  // s += q * k
       }
     }
-    // The block's sums go to S (added to the earlier blocks' sums), the last block's through the epilogue.
-    // Each case is its own unrolled loop, so that the accumulators never leave the registers.
-    const auto finish = [&](auto first_c, auto last_c) {
-      constexpr bool kFirst = decltype(first_c)::value, kLast = decltype(last_c)::value;
-      TILEATTN_UNROLL
-      for (int r = 0; r < R; ++r) {
-        V m = V::set1(-std::numeric_limits<A>::infinity());
-        TILEATTN_UNROLL
-        for (int n = 0; n < N; ++n) {
-          A* dst = s + r * lds + n * W;
-          V x = acc[r][n];
-          if constexpr (!kFirst) x = add(V::load(dst), x);
-          if constexpr (kLast) {
-            if (r * N + n >= head_dim) epi.prefetch(r * N + n, key0);
-            x = epi(r, key0 + n * W, x);
-            m = max(m, x);
-          }
-          x.store(dst);
-        }
-        if constexpr (kLast) {
-          if (vmax != nullptr) vmax[r] = max(vmax[r], m);
-        }
-      }
-    };
-    using False = std::false_type;
-    using True = std::true_type;
-    const bool first = d0 == 0, last = d1 == head_dim;
-    if (first) {
-      last ? finish(True{}, True{}) : finish(True{}, False{});
-    } else {
-      last ? finish(False{}, True{}) : finish(False{}, False{});
-    }
+    qk_store<A, R, N>(acc, d0 == 0, d1 == head_dim, s, lds, vmax, epi, key0, head_dim);
   }
 }
+
+#ifdef TILEATTN_BF16_DOT
+// qk_block on bfloat16 pairs (dot_bf16_pairs): q holds each row's pairs (d, d + 1) as 32-bit words
+// (ldq words apart, a zero after an odd head_dim), kt the keys' pairs laid out as the float K^T with
+// `pairs` in place of head_dim. The sums run in segments of kDotBlock terms as in qk_block; within a
+// pair, d + 1 is added before d.
+template <int R, int N, class Epi = NoEpilogue<float>>
+__attribute__((noinline, target("avx512bf16"))) void qk_block_bf16(const uint32_t* q, int64_t ldq, const float* kt,
+                                                                   int64_t pairs, float* s, int64_t lds,
+                                                                   Vec<float>* vmax, const Epi& epi = Epi{},
+                                                                   int64_t key0 = 0) {
+  using V = Vec<float>;
+  constexpr int W = V::kWidth;
+  constexpr int64_t kSegment = detail::kDotBlock / 2;
+  for (int64_t d0 = 0; d0 < pairs; d0 += kSegment) {
+    const int64_t d1 = std::min(pairs, d0 + kSegment);
+    V acc[R][N];
+    TILEATTN_UNROLL
+    for (int r = 0; r < R; ++r) {
+      TILEATTN_UNROLL
+      for (int n = 0; n < N; ++n) acc[r][n] = V::zero();
+    }
+    for (int64_t d = d0; d < d1; ++d) {
+      epi.prefetch(d, key0);
+      __m512i kv[N];
+      TILEATTN_UNROLL
+      for (int n = 0; n < N; ++n) kv[n] = _mm512_loadu_si512(kt + (d * N + n) * W);
+      TILEATTN_UNROLL
+      for (int r = 0; r < R; ++r) {
+        const __m512i qv = _mm512_set1_epi32(static_cast<int>(q[r * ldq + d]));
+        TILEATTN_UNROLL
+        for (int n = 0; n < N; ++n) acc[r][n] = dot_bf16_pairs(acc[r][n], qv, kv[n]);  // s += q . k, a pair
+      }
+    }
+    qk_store<float, R, N>(acc, d0 == 0, d1 == pairs, s, lds, vmax, epi, key0, pairs);
+  }
+}
+#endif
 
 // P V for R rows and N output vectors starting at column `col`: acc[r] = sum_{j < nkeys} p[r][j] * vt[j],
 // summed from zero over these keys only, then merged into the running output: o[r] = alpha[r] * o[r] +
@@ -604,6 +652,7 @@ class TiledForward {
 
   struct Workspace {
     A* q;         // rows_cap x dqp: packed query rows (sign of the scale folded in)
+    uint32_t* qb;  // rows_cap x pairs: the same rows as bfloat16 pairs (bf16_dot_)
     A* o;         // rows_cap x dvp: output accumulators
     A* m;         // rows_cap: running max (base-2 units; natural-log units with the element-wise options)
     A* l;         // rows_cap: running sum
@@ -637,6 +686,7 @@ class TiledForward {
     const auto d = static_cast<std::size_t>(p_.head_dim);
     const auto dv = static_cast<std::size_t>(dvp_);
     ws.q = c.take<A>(detail::checked_mul(rows, static_cast<std::size_t>(dqp_)));
+    ws.qb = c.take<uint32_t>(bf16_dot_ ? detail::checked_mul(rows, static_cast<std::size_t>(pairs_)) : 0);
     ws.o = c.take<A>(detail::checked_mul(rows, dv));
     ws.m = c.take<A>(rows);
     ws.l = c.take<A>(rows);
@@ -939,6 +989,29 @@ class TiledForward {
       std::fill(dst + d_len, dst + dqp_, A(0));
     }
     std::fill(ws.q + nrows * dqp_, ws.q + rows_cap_ * dqp_, A(0));
+#ifdef TILEATTN_BF16_DOT
+    if constexpr (std::is_same_v<T, BFloat16>) {
+      if (bf16_dot_) pack_q_pairs(ws, b, g, i0, nq, nrows);
+    }
+#endif
+  }
+
+  // The query rows as bfloat16 pairs (bf16_dot_): the inputs' bits, the sign flipped for a negative
+  // scale (exact), a zero after an odd head_dim.
+  void pack_q_pairs(const Workspace& ws, int64_t b, int64_t g, int64_t i0, int64_t nq, int64_t nrows) const {
+    const int64_t d_len = p_.head_dim;
+    const uint32_t sign = negate_q_ ? 0x80008000u : 0u;
+    const auto* base = static_cast<const uint16_t*>(p_.q);
+    for (int64_t r = 0; r < nrows; ++r) {
+      uint32_t* dst = ws.qb + r * pairs_;
+      const int64_t at = geo_.q_at(b, head_of(g, r, nq), i0 + r % nq);
+      for (int64_t x = 0; x < pairs_; ++x) {
+        const uint32_t lo = base[at + 2 * x * p_.q_dim_stride];
+        const uint32_t hi = 2 * x + 1 < d_len ? base[at + (2 * x + 1) * p_.q_dim_stride] : 0u;
+        dst[x] = (lo | hi << 16) ^ (2 * x + 1 < d_len ? sign : sign & 0xffffu);
+      }
+    }
+    std::fill(ws.qb + nrows * pairs_, ws.qb + rows_cap_ * pairs_, 0u);
   }
 
   // Where key j of the tile starts in the packed K^T: chunks of NQ*W keys, each laid out as
@@ -952,6 +1025,14 @@ class TiledForward {
   // time: their rows, converted to A, go through W x W register transposes. Keys past nk up to the
   // register block are zero in kt, so their scores are 0 (and are masked).
   void pack_k(const Workspace& ws, int64_t kbase, int64_t j0, int64_t nk) const {
+#ifdef TILEATTN_BF16_DOT
+    if constexpr (std::is_same_v<T, BFloat16>) {
+      if (bf16_dot_) {
+        pack_k_pairs(ws, kbase, j0, nk);
+        return;
+      }
+    }
+#endif
     const int64_t d_len = p_.head_dim;
     const int64_t d_full = d_len / W * W;
     const int64_t kstride = NQ * W;  // distance between consecutive d in kt
@@ -977,6 +1058,52 @@ class TiledForward {
       }
       for (int64_t d = 0; d < d_full; d += W) transpose_block(src + d, src_stride, kdst + d * kstride, kstride);
       for (int64_t d = d_full; d < d_len; ++d) {
+        for (int w = 0; w < W; ++w) kdst[d * kstride + w] = src[w * src_stride + d];
+      }
+    }
+  }
+
+  // pack_k for bf16_dot_: the keys' bfloat16 pairs as 32-bit words, laid out as the float K^T with pairs_
+  // in place of head_dim (kt_key), through the same 16 x 16 transposes of 32-bit words. Rows whose pairs
+  // are not 32-bit words in memory (strided, odd row stride, odd head_dim, misaligned) are staged first.
+  void pack_k_pairs(const Workspace& ws, int64_t kbase, int64_t j0, int64_t nk) const {
+    static_assert(W == 16, "bfloat16 pairs: 16 keys per vector");
+    const int64_t words = pairs_, full = words / W * W;
+    const int64_t kstride = NQ * W;
+    const auto* base = static_cast<const uint16_t*>(p_.k);
+    const bool in_place = p_.k_dim_stride == 1 && p_.head_dim % 2 == 0 && p_.k_seq_stride % 2 == 0 &&
+                          (reinterpret_cast<uintptr_t>(base) + static_cast<uintptr_t>(kbase) * 2) % 4 == 0;
+    float* const ws_kt = reinterpret_cast<float*>(ws.kt);  // the pairs' words (copied, never computed on)
+    for (int64_t j = 0; j < round_up(nk, int64_t{W} * NQ); j += W) {
+      const int64_t chunk = j / (int64_t{W} * NQ);
+      float* kdst = ws_kt + chunk * words * NQ * W + ((j / W) % NQ) * W;
+      const int64_t keys = std::clamp<int64_t>(nk - j, 0, W);
+      if (keys == 0) {  // padding
+        for (int64_t d = 0; d < words; ++d) V::zero().store(kdst + d * kstride);
+        continue;
+      }
+      const float* src;
+      int64_t src_stride;  // in words
+      if (keys == W && in_place) {
+        src = reinterpret_cast<const float*>(base + kbase + (j0 + j) * p_.k_seq_stride);
+        src_stride = p_.k_seq_stride / 2;
+      } else {  // staged: W rows of `words` words, rows past `keys` zero
+        auto* stage = reinterpret_cast<uint32_t*>(ws.ks);
+        for (int64_t w = 0; w < W; ++w) {
+          for (int64_t x = 0; x < words; ++x) {
+            uint32_t word = 0;
+            if (w < keys) {
+              const int64_t at = kbase + (j0 + j + w) * p_.k_seq_stride;
+              word = base[at + 2 * x * p_.k_dim_stride];
+              if (2 * x + 1 < p_.head_dim) word |= uint32_t{base[at + (2 * x + 1) * p_.k_dim_stride]} << 16;
+            }
+            stage[w * words + x] = word;
+          }
+        }
+        src = reinterpret_cast<const float*>(stage), src_stride = words;
+      }
+      for (int64_t d = 0; d < full; d += W) transpose_block(src + d, src_stride, kdst + d * kstride, kstride);
+      for (int64_t d = full; d < words; ++d) {
         for (int w = 0; w < W; ++w) kdst[d * kstride + w] = src[w * src_stride + d];
       }
     }
@@ -1140,8 +1267,22 @@ class TiledForward {
       } else {
         const int64_t nvec = round_up(ceil_div(emax, W), NQ);
         for (int64_t kv = 0; kv < nvec; kv += NQ) {
-          const A* kt = ws.kt + kv * p_.head_dim * W;  // chunk kv / NQ
           A* s = ws.s + kv * W;
+#ifdef TILEATTN_BF16_DOT
+          if constexpr (std::is_same_v<T, BFloat16>) {
+            if (bf16_dot_) {
+              const float* kt = ws.kt + kv * pairs_ * W;  // chunk kv / NQ, as pairs
+              if (F != 0 && full) {
+                const FusedTransform<A, MR, NQ, F> epi{xf};
+                qk_block_bf16<MR, NQ>(ws.qb + rb * pairs_, pairs_, kt, pairs_, s, lds, vmax, epi, kv * W);
+              } else {
+                qk_block_bf16<MR, NQ>(ws.qb + rb * pairs_, pairs_, kt, pairs_, s, lds, full ? vmax : nullptr);
+              }
+              continue;
+            }
+          }
+#endif
+          const A* kt = ws.kt + kv * p_.head_dim * W;  // chunk kv / NQ
           if (F != 0 && full) {
             const FusedTransform<A, MR, NQ, F> epi{xf};
             qk_block<A, MR, NQ>(ws.q + rb * dqp_, dqp_, kt, p_.head_dim, s, lds, vmax, epi, kv * W);
@@ -2363,6 +2504,14 @@ class TiledForward {
   int64_t dqp_;      // stride of the packed q rows (padded to whole vectors when decoding)
   detail::DecodeSplit split_;
   int sub_blocks_ = 1;  // register blocks per group (scores of all, then P V of all)
+  // bfloat16 inputs on a CPU with AVX512_BF16: Q K^T on the inputs' pairs (qk_block_bf16), K^T packed as
+  // pairs and the query rows too (pack_k, pack_q). Not when decoding (dot products on K as stored).
+#ifdef TILEATTN_BF16_DOT
+  bool bf16_dot_ = std::is_same_v<T, BFloat16> && !decode_ && detail::bf16_dot_enabled();
+#else
+  static constexpr bool bf16_dot_ = false;
+#endif
+  int64_t pairs_ = (p_.head_dim + 1) / 2;  // bfloat16 pairs per packed row of Q or K (bf16_dot_)
   int chunk_tiles_ = 1;  // KV tiles packed together and walked by each group of register blocks in turn
   bool bias_native_ = bias_native();
   int xf_flags_ = (p_.bias != nullptr ? kXfBias : 0) | (p_.alibi_slopes != nullptr ? kXfAlibi : 0) |

@@ -18,6 +18,18 @@ def _cuda_version(v: int) -> str:
     return f"{v // 1000}.{v % 1000 // 10}" if v else "-"
 
 
+def _bfloat16_qk(cpu: dict[str, Any]) -> str:
+    """How the tiled kernel multiplies bfloat16 inputs' Q K^T (the C++ dispatch's rule): as pairs with
+    AVX512_BF16 (vdpbf16ps) at the AVX-512 and AMX levels when the CPU has it and TILEATTN_BF16_DOT is not
+    0, else converted to float32."""
+    pairs = "avx512_bf16" in cpu["features"] and os.environ.get("TILEATTN_BF16_DOT") != "0"
+    if cpu["selected_isa"] == "amx":
+        return "AMX tiles; vector path: " + ("bfloat16 pairs (AVX512_BF16)" if pairs else "float32")
+    if cpu["selected_isa"] == "avx512" and pairs:
+        return "bfloat16 pairs (AVX512_BF16)"
+    return "float32"
+
+
 def config() -> dict[str, Any]:
     """The configuration as a nested dict (see :func:`show_config`)."""
     build = _core.build_info()
@@ -53,7 +65,11 @@ def config() -> dict[str, Any]:
             "features": cpu["features"],
             "best_isa": cpu["best_isa"],
         },
-        "kernel": {"path": kernel, "selected_isa": cpu["selected_isa"]},
+        "kernel": {
+            "path": kernel,
+            "selected_isa": cpu["selected_isa"],
+            "bfloat16_qk": _bfloat16_qk(cpu),
+        },
         "threads": {
             "num_threads": _core.get_num_threads(),
             "available_cpus": _core.available_cpus(),
