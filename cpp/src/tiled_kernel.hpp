@@ -94,6 +94,15 @@ struct NoEpilogue {
 #define TILEATTN_UNROLL
 #endif
 
+template <class A, int R, int N>
+__attribute__((always_inline)) inline void qk_zero(Vec<A> (&acc)[R][N]) {
+  TILEATTN_UNROLL
+  for (int r = 0; r < R; ++r) {
+    TILEATTN_UNROLL
+    for (int n = 0; n < N; ++n) acc[r][n] = Vec<A>::zero();
+  }
+}
+
 // A segment of Q K^T done: its sums go to S (added to the earlier segments' sums), the last segment's
 // through the epilogue, whose row maxima go to vmax. Each case is its own unrolled loop, so that the
 // accumulators never leave the registers. `terms`: the segments' loop count in all (the epilogue's
@@ -142,11 +151,7 @@ __attribute__((noinline)) void qk_block(const A* q, int64_t ldq, const A* kt, in
   for (int64_t d0 = 0; d0 < head_dim; d0 += detail::kDotBlock) {
     const int64_t d1 = std::min(head_dim, d0 + detail::kDotBlock);
     V acc[R][N];
-    TILEATTN_UNROLL
-    for (int r = 0; r < R; ++r) {
-      TILEATTN_UNROLL
-      for (int n = 0; n < N; ++n) acc[r][n] = V::zero();
-    }
+    qk_zero(acc);
     for (int64_t d = d0; d < d1; ++d) {
       epi.prefetch(d, key0);
       V kv[N];
@@ -179,11 +184,7 @@ __attribute__((noinline, target("avx512bf16"))) void qk_block_bf16(const uint32_
   for (int64_t d0 = 0; d0 < pairs; d0 += kSegment) {
     const int64_t d1 = std::min(pairs, d0 + kSegment);
     V acc[R][N];
-    TILEATTN_UNROLL
-    for (int r = 0; r < R; ++r) {
-      TILEATTN_UNROLL
-      for (int n = 0; n < N; ++n) acc[r][n] = V::zero();
-    }
+    qk_zero(acc);
     for (int64_t d = d0; d < d1; ++d) {
       epi.prefetch(d, key0);
       __m512i kv[N];
