@@ -686,7 +686,7 @@ class TiledForward {
     const auto keys = static_cast<std::size_t>(tiles_.block_k);
     const auto d = static_cast<std::size_t>(p_.head_dim);
     const auto dv = static_cast<std::size_t>(dvp_);
-    ws.q = c.take<A>(detail::checked_mul(rows, static_cast<std::size_t>(dqp_)));
+    ws.q = c.take<A>(bf16_dot_ ? 0 : detail::checked_mul(rows, static_cast<std::size_t>(dqp_)));
     ws.qb = c.take<uint32_t>(bf16_dot_ ? detail::checked_mul(rows, static_cast<std::size_t>(pairs_)) : 0);
     ws.o = c.take<A>(detail::checked_mul(rows, dv));
     ws.m = c.take<A>(rows);
@@ -980,6 +980,14 @@ class TiledForward {
   }
 
   void pack_q(const Workspace& ws, int64_t b, int64_t g, int64_t i0, int64_t nq, int64_t nrows) const {
+#ifdef TILEATTN_BF16_DOT
+    if constexpr (std::is_same_v<T, BFloat16>) {
+      if (bf16_dot_) {  // the float rows would go unread
+        pack_q_pairs(ws, b, g, i0, nq, nrows);
+        return;
+      }
+    }
+#endif
     const int64_t d_len = p_.head_dim;
     for (int64_t r = 0; r < nrows; ++r) {
       A* dst = ws.q + r * dqp_;
@@ -990,11 +998,6 @@ class TiledForward {
       std::fill(dst + d_len, dst + dqp_, A(0));
     }
     std::fill(ws.q + nrows * dqp_, ws.q + rows_cap_ * dqp_, A(0));
-#ifdef TILEATTN_BF16_DOT
-    if constexpr (std::is_same_v<T, BFloat16>) {
-      if (bf16_dot_) pack_q_pairs(ws, b, g, i0, nq, nrows);
-    }
-#endif
   }
 
   // The query rows as bfloat16 pairs (bf16_dot_): the inputs' bits, the sign flipped for a negative
@@ -1016,10 +1019,12 @@ class TiledForward {
   }
 
   // Where key j of the tile starts in the packed K^T: chunks of NQ*W keys, each laid out as
-  // [d][vector n][lane w], so that the register block reads one contiguous stream.
-  A* kt_key(const Workspace& ws, int64_t j) const {
+  // [d][vector n][lane w], so that the register block reads one contiguous stream. `len`: elements per
+  // key (head_dim; pairs_ words for bf16_dot_).
+  A* kt_key(const Workspace& ws, int64_t j) const { return kt_key(ws, j, p_.head_dim); }
+  A* kt_key(const Workspace& ws, int64_t j, int64_t len) const {
     const int64_t chunk = j / (int64_t{W} * NQ);
-    return ws.kt + chunk * p_.head_dim * NQ * W + ((j / W) % NQ) * W + (j % W);
+    return ws.kt + chunk * len * NQ * W + ((j / W) % NQ) * W + (j % W);
   }
 
   // Packs keys [j0, j0 + nk) of a kv head (K at element offset kbase) transposed into kt, W keys at a
@@ -1074,10 +1079,8 @@ class TiledForward {
     const auto* base = static_cast<const uint16_t*>(p_.k);
     const bool in_place = p_.k_dim_stride == 1 && p_.head_dim % 2 == 0 && p_.k_seq_stride % 2 == 0 &&
                           (reinterpret_cast<uintptr_t>(base) + static_cast<uintptr_t>(kbase) * 2) % 4 == 0;
-    float* const ws_kt = reinterpret_cast<float*>(ws.kt);  // the pairs' words (copied, never computed on)
     for (int64_t j = 0; j < round_up(nk, int64_t{W} * NQ); j += W) {
-      const int64_t chunk = j / (int64_t{W} * NQ);
-      float* kdst = ws_kt + chunk * words * NQ * W + ((j / W) % NQ) * W;
+      float* kdst = kt_key(ws, j, words);  // the pairs' words as floats: copied, never computed on
       const int64_t keys = std::clamp<int64_t>(nk - j, 0, W);
       if (keys == 0) {  // padding
         for (int64_t d = 0; d < words; ++d) V::zero().store(kdst + d * kstride);
