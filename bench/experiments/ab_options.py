@@ -78,4 +78,5 @@ def main():
     print(f"{sys.argv[1]} D{d}", per_score_costs(q, k, v, cases), flush=True)
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -12,24 +12,13 @@ each pinned to its own core, then swap the cores, so that both see the same minu
 """
 
 import sys
-import time
 
-sys.path.insert(0, sys.argv[1])
 import numpy as np
-
-import tileattn
-
-rng = np.random.default_rng(0)
+from ab_options import median_ms, rng, tileattn  # puts PKG_DIR (argv[1]) on the path first
 
 
 def median_s(fn, n=7):
-    fn()
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return median_ms(fn, n) / 1e3
 
 
 def options(s, threads):

@@ -79,7 +79,7 @@ using detail::round_up;
 // segment), and in the epilogue with i = r for each row r >= head_dim: one row's prefetches per step of
 // the FMA loop, spread over it instead of issued in one burst. `s` is written only through its own
 // pointer (__restrict): the epilogue's operands (scale, bias rows) then stay in registers instead of being
-// reloaded after every store (an (S, S) bias 16.7 -> 11.4 % over the plain call, ALiBi 4.8 -> 1.6 %).
+// reloaded after every store (ALiBi's cost over the plain call halved, bench/RESULTS.md).
 template <class A>
 struct NoEpilogue {
   Vec<A> operator()(int, int64_t, Vec<A> x) const { return x; }
@@ -110,8 +110,9 @@ __attribute__((always_inline)) inline void qk_zero(Vec<A> (&acc)[R][N]) {
 // accumulators never leave the registers. `terms`: the segments' loop count in all (the epilogue's
 // prefetches not yet issued by the loop follow here).
 template <class A, int R, int N, class Epi>
-__attribute__((always_inline)) inline void qk_store(Vec<A> (&acc)[R][N], bool first, bool last, A* __restrict s, int64_t lds,
-                                                    Vec<A>* vmax, const Epi& epi, int64_t key0, int64_t terms) {
+__attribute__((always_inline)) inline void qk_store(Vec<A> (&acc)[R][N], bool first, bool last, A* __restrict s,
+                                                    int64_t lds, Vec<A>* vmax, const Epi& epi, int64_t key0,
+                                                    int64_t terms) {
   using V = Vec<A>;
   constexpr int W = V::kWidth;
   const auto finish = [&](auto first_c, auto last_c) {
@@ -146,8 +147,8 @@ __attribute__((always_inline)) inline void qk_store(Vec<A> (&acc)[R][N], bool fi
 }
 
 template <class A, int R, int N, class Epi = NoEpilogue<A>>
-__attribute__((noinline)) void qk_block(const A* q, int64_t ldq, const A* kt, int64_t head_dim, A* __restrict s, int64_t lds,
-                                        Vec<A>* vmax, const Epi& epi = Epi{}, int64_t key0 = 0) {
+__attribute__((noinline)) void qk_block(const A* q, int64_t ldq, const A* kt, int64_t head_dim, A* __restrict s,
+                                        int64_t lds, Vec<A>* vmax, const Epi& epi = Epi{}, int64_t key0 = 0) {
   using V = Vec<A>;
   constexpr int W = V::kWidth;
   for (int64_t d0 = 0; d0 < head_dim; d0 += detail::kDotBlock) {
@@ -387,8 +388,8 @@ struct ScoreTransform {
 
   // Asks for the biases of the next block's row r at this tile, keys j .. j + W - 1 (one cache line), into
   // L1: a row's lines per step of the Q K^T loop (FusedTransform::prefetch), so that the prefetches never
-  // fill the line-fill buffers in a burst (a block's worth at once stalls the core). Not for a bias shared by all
-  // rows (one row, always in cache). One block ahead measured as fast as two to four blocks ahead, and
+  // fill the line-fill buffers in a burst (a block's worth at once stalls the core). Not for a bias shared
+  // by all rows (one row, always in cache). One block ahead measured as fast as two to four blocks ahead, and
   // prefetching the row's bias kPrefetchTiles tiles on into L2 as well 1-3 % slower (bench/RESULTS.md).
   // The line of the vector's last key: a row is rarely 64-byte aligned (NumPy aligns to 16 bytes), and
   // then its vectors straddle lines; the first line of a vector then is the previous vector's last (or
