@@ -63,8 +63,8 @@ struct KernelParams {
     }
     const int64_t lk = len_k(b);
     const int64_t d = top_left ? i : i + lk - lq;
-    lo = left >= 0 ? (d - left > 0 ? d - left : 0) : 0;
-    hi = right >= 0 ? (d + right + 1 < lk ? d + right + 1 : lk) : lk;
+    lo = left >= 0 && d > left ? d - left : 0;  // no bound overflows, however large
+    hi = right >= 0 && right < lk - d ? d + right + 1 : lk;
     if (lo > lk) lo = lk;
     if (hi < lo) hi = lo;
   }

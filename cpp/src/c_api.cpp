@@ -24,8 +24,8 @@ int guarded(F&& f) noexcept {
   } catch (const std::invalid_argument& e) {
     last_error_message = e.what();
     return TILEATTN_ERROR_INVALID_ARGUMENT;
-  } catch (const std::bad_alloc&) {
-    last_error_message = "out of memory: scratch buffers could not be allocated";
+  } catch (const std::bad_alloc& e) {
+    last_error_message = std::string("out of memory: ") + e.what();
     return TILEATTN_ERROR_OUT_OF_MEMORY;
   } catch (const std::exception& e) {
     last_error_message = std::string("internal error: ") + e.what();

@@ -42,7 +42,7 @@ Isa best_supported_isa();
 Isa selected_isa();
 // Whether the compiled kernels for `isa` exist and this CPU can run them.
 bool isa_runnable(Isa isa);
-// The value of TILEATTN_ISA when it was not understood, else empty (reported by show_config).
+// The value of TILEATTN_ISA when it was not understood, else empty (Python warns at import, by the same rule).
 const std::string& isa_env_problem();
 // Whether the AVX-512 kernels multiply bfloat16 inputs' Q K^T as pairs (vdpbf16ps): the CPU has
 // AVX512_BF16 and TILEATTN_BF16_DOT is not 0 (read at every call, so that a test can compare both ways).

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "half.hpp"
@@ -76,8 +77,9 @@ class Geometry {
     if (i >= lq) return {0, 0};
     const int64_t lk = len_k(b);
     const int64_t d = p_.top_left ? i : i + lk - lq;
-    int64_t lo = left_ >= 0 ? std::max<int64_t>(0, d - left_) : 0;
-    int64_t hi = right_ >= 0 ? std::min<int64_t>(lk, d + right_ + 1) : lk;
+    // Written so that no bound overflows, however large (a bound past every key is unbounded).
+    int64_t lo = left_ >= 0 && d > left_ ? d - left_ : 0;
+    int64_t hi = right_ >= 0 && right_ < lk - d ? d + right_ + 1 : lk;
     lo = std::min(lo, lk);
     return {lo, std::max(lo, hi)};
   }
@@ -105,10 +107,22 @@ class MaskSummary {
   MaskSummary() = default;
 
   // The bytes needed for a mask over (batch, heads, seq_q, seq_k) with tiles of block_k keys.
+  // AllocationError naming the mask when that is more than the machine's memory.
   static std::size_t bytes(const Params& p, int64_t block_k) {
     const auto cells = static_cast<std::size_t>(extent_b(p) * extent_h(p) * p.seq_q);
     const auto words = static_cast<std::size_t>(words_per_row(p, block_k));
-    return round_up_bytes(checked_mul(cells, sizeof(RowRange))) + 2 * round_up_bytes(checked_mul(cells * words, 8));
+    std::size_t n = 0;
+    try {
+      n = checked_add(round_up_bytes(checked_mul(cells, sizeof(RowRange))),
+                      checked_mul(2, round_up_bytes(checked_mul(checked_mul(cells, words), 8))));
+    } catch (const std::bad_alloc&) {
+      n = std::numeric_limits<std::size_t>::max();
+    }
+    if (n > physical_memory_bytes()) {
+      throw AllocationError("mask: the summary of its tiles (two bits per " + std::to_string(block_k) +
+                            " keys of each of its own rows) needs more than this machine's memory");
+    }
+    return n;
   }
 
   void build(const Params& p, int64_t block_k, void* memory, int threads) {

@@ -7,11 +7,24 @@
 #include <cstdlib>
 #include <limits>
 #include <new>
+#include <string>
+#include <utility>
 #if defined(__unix__) || defined(__APPLE__)
 #include <unistd.h>
 #endif
 
 namespace tileattn::detail {
+
+// std::bad_alloc saying which memory could not be had (pybind11 raises MemoryError with what(); the C API
+// passes it on in tileattn_last_error).
+class AllocationError : public std::bad_alloc {
+ public:
+  explicit AllocationError(std::string what) : what_(std::move(what)) {}
+  const char* what() const noexcept override { return what_.c_str(); }
+
+ private:
+  std::string what_;
+};
 
 constexpr std::size_t kScratchAlign = 64;
 
@@ -54,10 +67,16 @@ class Scratch {
   // machine's physical memory).
   void* get(std::size_t bytes) {
     if (bytes > size_) {
-      if (bytes > physical_memory_bytes()) throw std::bad_alloc();
+      if (bytes > physical_memory_bytes()) {
+        throw AllocationError("tileattn: the call's working memory (" + std::to_string(bytes) +
+                              " bytes) exceeds this machine's memory");
+      }
       const std::size_t want = round_up_bytes(bytes);
       void* fresh = std::aligned_alloc(kScratchAlign, want);
-      if (fresh == nullptr) throw std::bad_alloc();
+      if (fresh == nullptr) {
+        throw AllocationError("tileattn: cannot allocate the call's working memory (" + std::to_string(want) +
+                              " bytes)");
+      }
       std::free(data_);
       data_ = fresh;
       size_ = want;

@@ -11,9 +11,12 @@
 from . import cuda, reference
 from ._analysis import attention_received, attention_weights, merge_attention
 from ._api import LAYOUTS, attention, attention_varlen, get_num_threads, set_num_threads
+from ._config import check_environment as _check_environment
 from ._config import show_config
 from ._core import __version__
 from ._locations import get_cmake_dir, get_include, get_library, get_library_dir, get_pkgconfig_dir
+
+_check_environment()
 
 __all__ = [
     "LAYOUTS",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -20,6 +21,7 @@ import numpy as np
 
 from . import _api, reference
 from ._api import attention, bfloat16_dtype
+from ._cli import output_path, positive, thread_count
 from ._config import config
 
 
@@ -47,6 +49,16 @@ class Problem:
         offset = self.seq_k - self.seq_q
         i = np.arange(self.seq_q, dtype=np.int64)
         return int(np.clip(i + offset + 1, 0, self.seq_k).sum())
+
+    def bytes_needed(self, numpy: bool) -> int:
+        """About the memory the run takes: q, k, v and out (drawn in float32, then cast), and plain
+        NumPy's two (B, Hq, Sq, Sk) float32 score arrays when it runs."""
+        b, hq, hkv, sq, sk = self.batch, self.heads_q, self.heads_kv, self.seq_q, self.seq_k
+        elems = b * (
+            hq * sq * (self.head_dim + self.head_dim_v)
+            + hkv * sk * (self.head_dim + self.head_dim_v)
+        )
+        return 12 * elems + (8 * b * hq * sq * sk if numpy else 0)
 
     def flops(self) -> float:
         """2 * B * Hq * visible pairs * (D + Dv): one multiply-add per q.k and per p.v term."""
@@ -222,6 +234,16 @@ def format_table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not POSIX: no limit known
+        return 2**62
+
+
+_MAX_PROBLEM_BYTES = _physical_memory()
+
+
 def parse_shape(text: str) -> tuple[int, int, int, int]:
     try:
         b, h, s, d = (int(x) for x in text.split(","))
@@ -230,13 +252,6 @@ def parse_shape(text: str) -> tuple[int, int, int, int]:
     if min(b, h, s, d) < 1:
         raise argparse.ArgumentTypeError("--shape values must be >= 1")
     return b, h, s, d
-
-
-def positive(text: str) -> int:
-    n = int(text)
-    if n < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return n
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -265,11 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--causal", action="store_true", help="causal mask for --shape (bottom-right)")
     ap.add_argument(
-        "--threads", type=positive, metavar="N", help="threads; default: all CPUs usable"
+        "--threads", type=thread_count, metavar="N", help="threads; default: all CPUs usable"
     )
     ap.add_argument("--repeat", type=positive, default=5, help="timed calls per problem (median)")
     ap.add_argument("--no-numpy", action="store_true", help="skip the plain NumPy comparison")
-    ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    ap.add_argument(
+        "--json", type=output_path, metavar="PATH", help="also write the results as JSON"
+    )
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument("--show-config", action="store_true", help="print show_config() and exit")
     where = ap.add_argument_group(
@@ -317,7 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         from .bench import main as bench_main
 
         return bench_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if print_locations(args):
         return 0
     if args.show_config:
@@ -335,6 +353,12 @@ def main(argv: list[str] | None = None) -> int:
                 "custom", b, h, hkv, s, args.seq_k or s, d, args.dv or d, args.causal, args.dtype
             )
         ]
+        need = problems[0].bytes_needed(not args.no_numpy)
+        if need > _MAX_PROBLEM_BYTES:
+            parser.error(
+                f"--shape: the problem needs about {need / 2**30:.3g} GiB for its arrays; at most "
+                f"{_MAX_PROBLEM_BYTES / 2**30:.3g} GiB (this machine's memory) can be run"
+            )
     else:
         problems = [Problem(**{**asdict(p), "dtype": args.dtype}) for p in DEFAULT_PROBLEMS]
     progress = Progress(2 * len(problems), enabled=not args.no_progress)

@@ -11,6 +11,7 @@ from ._api import (
     _check_same_dtype,
     _native,
     as_array,
+    bfloat16_dtype,
     check_alibi,
     check_bias,
     check_causal,
@@ -34,6 +35,13 @@ def _work_dtype(dtype: np.dtype) -> type:
     return np.float64 if np.dtype(dtype) == np.float64 else np.float32
 
 
+def _partials(xs: Any, name: str) -> list[np.ndarray]:
+    """A sequence of arrays (a list, a tuple or an array's first axis) as a list; TypeError naming it else."""
+    if isinstance(xs, (str, bytes)) or not hasattr(xs, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of arrays, got {type(xs).__name__}")
+    return [as_array(x, f"{name}[{i}]") for i, x in enumerate(xs)]
+
+
 def merge_attention(outs: Any, lses: Any, *, layout: str = "bhsd") -> tuple[np.ndarray, np.ndarray]:
     """Combine attention computed over disjoint sets of keys into the attention over their union.
 
@@ -46,8 +54,8 @@ def merge_attention(outs: Any, lses: Any, *, layout: str = "bhsd") -> tuple[np.n
     outputs); returns ``(out, lse)`` with out in the outputs' dtype.
     """
     layout = check_layout(layout)
-    outs = [as_array(x, f"outs[{i}]") for i, x in enumerate(outs)]
-    lses = [as_array(x, f"lses[{i}]") for i, x in enumerate(lses)]
+    outs = _partials(outs, "outs")
+    lses = _partials(lses, "lses")
     if not outs:
         raise ValueError("merge_attention needs at least one partial result")
     if len(outs) != len(lses):
@@ -76,7 +84,7 @@ def merge_attention(outs: Any, lses: Any, *, layout: str = "bhsd") -> tuple[np.n
             raise ValueError(
                 f"lses[{i}] must have shape {lse_shape} (the LSE of outs[0]); got {l.shape}"
             )
-        if l.dtype.kind != "f":
+        if l.dtype.kind != "f" and l.dtype != bfloat16_dtype():
             raise TypeError(f"lses[{i}] must be a float array, got dtype {l.dtype}")
 
     def lse3(x):  # (B, H, S) view whatever the rank
@@ -154,7 +162,8 @@ def _probabilities(
             raise ValueError(
                 f"rows must lie in [-{sq}, {sq}) (query positions); got {rows.min()} .. {rows.max()}"
             )
-        rows = np.where(rows < 0, rows + sq, rows).astype(np.int64)
+        rows = rows.astype(np.int64)  # first: rows + sq must not overflow a small integer dtype
+        rows = np.where(rows < 0, rows + sq, rows)
     work = _work_dtype(_native(q.dtype))
     qf, kf = q4.astype(work), k4.astype(work)
     options = dict(

@@ -66,15 +66,31 @@ def check_layout(layout: Any) -> str:
     return layout
 
 
+def _as_float(x: numbers.Real, name: str) -> float:
+    """float(x); ValueError naming `name` for a number beyond the float range (a huge int or Fraction)."""
+    try:
+        return float(x)
+    except OverflowError:
+        raise ValueError(f"{name} must be finite, got a number beyond the float range") from None
+
+
 def check_scale(scale: Any, head_dim: int) -> float:
     if scale is None:
         return 1.0 / math.sqrt(head_dim)
     if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, numbers.Real):
         raise TypeError(f"scale must be a real number or None, got {type(scale).__name__}")
-    value = float(scale)
+    value = _as_float(scale, "scale")
     if not math.isfinite(value):
         raise ValueError(f"scale must be finite, got {value}")
     return value
+
+
+def check_flag(value: Any, name: str) -> bool:
+    """A bool (or NumPy bool) argument; TypeError naming it for anything else (truthiness is not asked:
+    a string or an array would pass or fail it by accident)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return bool(value)
 
 
 CAUSAL_VALUES = (False, True, "bottom_right", "top_left")
@@ -93,8 +109,13 @@ def check_causal(causal: Any) -> tuple[bool, bool]:
     raise TypeError(f"causal must be one of {CAUSAL_VALUES}, got {causal!r}")
 
 
+# Window bounds are capped here: no sequence is 2**62 keys long, so a larger bound (any Python int) already
+# reaches past every key, and the core's int64 arithmetic on the diagonal stays far from overflow.
+MAX_WINDOW_BOUND = 2**62
+
+
 def _bound(value: Any, name: str) -> int:
-    """A window bound: an int >= 0, or -1 / None for unbounded (returned as -1)."""
+    """A window bound: an int >= 0 (capped at MAX_WINDOW_BOUND), or -1 / None for unbounded (-1)."""
     if value is None:
         return -1
     if isinstance(value, (bool, np.bool_)):
@@ -107,14 +128,15 @@ def _bound(value: Any, name: str) -> int:
         ) from None
     if n < -1:
         raise ValueError(f"{name} must be >= 0, or -1 / None for unbounded; got {n}")
-    return n
+    return min(n, MAX_WINDOW_BOUND)
 
 
 def check_window(window: Any) -> tuple[int, int]:
     """(left, right) keys around each query's diagonal, -1 = unbounded."""
     if window is None:
         return -1, -1
-    if isinstance(window, (str, bytes)) or not hasattr(window, "__len__") or len(window) != 2:
+    ordered = hasattr(window, "__len__") and hasattr(window, "__getitem__")  # not a set
+    if isinstance(window, (str, bytes)) or not ordered or len(window) != 2:
         raise ValueError(
             f"window must be a pair (left, right) of ints (-1 or None = unbounded), got {window!r}"
         )
@@ -151,7 +173,9 @@ def check_bias(bias: Any, target: tuple[int, ...]) -> tuple[np.ndarray | None, i
     if x.dtype.kind not in "fV" or (x.dtype.kind == "V" and x.dtype.name != "bfloat16"):
         raise TypeError(f"bias must be a float array ({_DTYPE_NAMES}), got dtype {x.dtype}")
     code = dtype_code(x.dtype, "bias")
-    return kernel_ready(_broadcast_4d(x, target, "bias")), code
+    # Made readable before the broadcast: a copy (byte order, odd strides) is then of the bias as given,
+    # never of its broadcast shape.
+    return _broadcast_4d(kernel_ready(x), target, "bias"), code
 
 
 def check_alibi(slopes: Any, batch: int, heads: int) -> np.ndarray | None:
@@ -159,6 +183,8 @@ def check_alibi(slopes: Any, batch: int, heads: int) -> np.ndarray | None:
     if slopes is None:
         return None
     x = as_array(slopes, "alibi_slopes")
+    if x.dtype == bfloat16_dtype() and x.dtype is not None:
+        x = x.astype(np.float32)  # exact; bfloat16 is a NumPy kind "V" dtype
     if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
         raise TypeError(f"alibi_slopes must be a real array, got dtype {x.dtype}")
     if x.shape == (heads,):
@@ -179,7 +205,7 @@ def check_softcap(softcap: Any) -> float:
         return 0.0
     if isinstance(softcap, (bool, np.bool_)) or not isinstance(softcap, numbers.Real):
         raise TypeError(f"softcap must be a real number or None, got {type(softcap).__name__}")
-    value = float(softcap)
+    value = _as_float(softcap, "softcap")
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"softcap must be finite and >= 0 (0 or None = off), got {value}")
     return value
@@ -190,14 +216,17 @@ def check_lengths(x: Any, name: str, batch: int, limit: int) -> np.ndarray | Non
     if x is None:
         return None
     a = as_array(x, name)
+    if a.size == 0 and not isinstance(x, np.ndarray):
+        a = a.astype(np.int64)  # [] for an empty batch (NumPy makes it float64)
     if a.dtype.kind not in "iu" or a.dtype == np.bool_:
         raise TypeError(f"{name} must be an integer array, got dtype {a.dtype}")
     if a.shape != (batch,):
         raise ValueError(f"{name} must have shape (B,) = ({batch},); got {a.shape}")
-    a = np.ascontiguousarray(a, dtype=np.int64)
-    if a.size and (a.min() < 0 or a.max() > limit):
+    if a.size and (
+        a.min() < 0 or a.max() > limit
+    ):  # before the cast: a uint64 may not fit in int64
         raise ValueError(f"{name} must lie in [0, {limit}]; got values from {a.min()} to {a.max()}")
-    return a
+    return np.ascontiguousarray(a, dtype=np.int64)
 
 
 # The most threads a call may ask for (as TILEATTN_NUM_THREADS): each is an OS thread of the pool.
@@ -307,8 +336,26 @@ def kernel_ready(x: np.ndarray) -> np.ndarray:
     return x
 
 
+def _no_internal_overlap(x: np.ndarray) -> bool:
+    """Whether no two elements of x share memory, by a sufficient test: with the dims sorted by stride,
+    each stride steps past everything the smaller ones span (zero strides and odd views fail it)."""
+    span = x.itemsize
+    for n, s in sorted((n, abs(s)) for n, s in zip(x.shape, x.strides) if n > 1):
+        if s < span:
+            return False
+        span = s * (n - 1) + span
+    return True
+
+
 def _writable_in_place(out: np.ndarray) -> bool:
-    return out.dtype.isnative and not any(s % out.itemsize for s in out.strides)
+    """Whether the core may write `out` itself: native byte order, strides in whole items and no two
+    elements at one address (else the rows' writes would race: the result is computed aside and copied
+    in, as NumPy's copyto would)."""
+    return (
+        out.dtype.isnative
+        and not any(s % out.itemsize for s in out.strides)
+        and _no_internal_overlap(out)
+    )
 
 
 def attention(
@@ -386,6 +433,7 @@ def attention(
         asked for and none can be used, or a CUDA error.
     """
     where = resolve_device(device, (("q", q), ("k", k), ("v", v)), stream)
+    return_lse = check_flag(return_lse, "return_lse")
     if where == "gpu":
         return attention_gpu(
             q,
@@ -429,6 +477,8 @@ def attention(
 def resolve_device(device: Any, arrays: tuple[tuple[str, Any], ...], stream: Any = None) -> str:
     """'cpu', 'cuda-host' (NumPy arrays computed on the GPU) or 'gpu' (GPU arrays in place); a stream
     applies to GPU arrays only."""
+    if not isinstance(device, str):
+        raise TypeError(f"device must be 'auto', 'cpu' or 'cuda', got {type(device).__name__}")
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
     on_gpu = [name for name, x in arrays if _cuda.is_gpu_array(x)]
@@ -600,8 +650,10 @@ def _run_core(
     """Calls the core on (B, H, S, D) views; computes aside when `out` overlaps an input or cannot be
     written in place, then copies."""
     target, target4 = result, result4
+    # Every array the core reads (q, k, v and the options' arrays: mask, bias, slopes, lengths, offsets).
+    read = [*inputs, *(x for x in kw.values() if isinstance(x, np.ndarray))]
     if out is not None and (
-        not _writable_in_place(out) or any(np.may_share_memory(out, x) for x in inputs)
+        not _writable_in_place(out) or any(np.may_share_memory(out, x) for x in read)
     ):
         target = np.empty(
             result.shape, _native(result.dtype)
@@ -719,6 +771,10 @@ def check_cu_seqlens(cu: Any, name: str, total: int) -> np.ndarray:
         raise TypeError(f"{name} must be an int32 or int64 array, got dtype {a.dtype}")
     if a.ndim != 1 or a.shape[0] < 1:
         raise ValueError(f"{name} must have shape (B + 1,), got {a.shape}")
+    if a.dtype.kind == "u" and a.max() > np.iinfo(np.int64).max:  # the cast below would wrap it
+        raise ValueError(
+            f"{name} must lie in [0, {total}] (the total length), got a value of {a.max()}"
+        )
     a = np.ascontiguousarray(a, dtype=np.int64)
     if a[0] != 0:
         raise ValueError(f"{name} must start at 0, got {a[0]}")
@@ -758,6 +814,7 @@ def attention_varlen(
     and slopes may live on the host or the GPU).
     """
     where = resolve_device(device, (("q", q), ("k", k), ("v", v)), stream)
+    return_lse = check_flag(return_lse, "return_lse")
     if where == "gpu":
         return varlen_gpu(
             q,
@@ -963,7 +1020,10 @@ def set_num_threads(n: int) -> None:
     """Set the default number of threads of later calls (1 <= n <= 4096)."""
     if isinstance(n, (bool, np.bool_)):
         raise TypeError("n must be a positive int, got a bool")
-    n = operator.index(n)
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError(f"n must be a positive int, got {type(n).__name__}") from None
     if not 1 <= n <= MAX_THREADS:
         raise ValueError(f"n must be in [1, {MAX_THREADS}], got {n}")
     _core.set_num_threads(n)

@@ -4,13 +4,47 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import sys
+import warnings
 from typing import Any
 
 import numpy as np
 
 from . import _core
-from ._api import bfloat16_dtype
+from ._api import MAX_THREADS, bfloat16_dtype
+
+# The variables the core reads once, as they were at import (check_environment makes the core read them
+# then): what show_config reports, whatever os.environ says later.
+ENV_AT_IMPORT: dict[str, str | None] = {}
+_ISA_NAMES = ("amx", "avx512", "avx2", "baseline")
+
+
+def check_environment() -> None:
+    """At import: has the core read TILEATTN_ISA and TILEATTN_NUM_THREADS now, and warns (RuntimeWarning)
+    about a value it cannot use and ignores: an unknown level; a thread count that is not an integer in
+    [1, MAX_THREADS] (then all the CPUs this process may use)."""
+    for name in ("TILEATTN_ISA", "TILEATTN_NUM_THREADS"):
+        ENV_AT_IMPORT[name] = os.environ.get(name)
+    _core.cpu_info()
+    _core.get_num_threads()
+    isa = ENV_AT_IMPORT["TILEATTN_ISA"]
+    if isa and isa not in _ISA_NAMES:
+        warnings.warn(
+            f"TILEATTN_ISA={isa!r} is not understood and is ignored (use one of {', '.join(_ISA_NAMES)})",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    threads = ENV_AT_IMPORT["TILEATTN_NUM_THREADS"]
+    if threads and not (
+        re.fullmatch(r"\s*[+-]?[0-9]+", threads) and 1 <= int(threads) <= MAX_THREADS
+    ):  # the core's rule (strtol, then the range)
+        warnings.warn(
+            f"TILEATTN_NUM_THREADS={threads!r} is not a thread count in [1, {MAX_THREADS}] and is ignored "
+            f"(all {_core.available_cpus()} usable CPUs are used)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def _cuda_version(v: int) -> str:
@@ -35,7 +69,7 @@ def config() -> dict[str, Any]:
     build = _core.build_info()
     cpu = _core.cpu_info()
     cuda = _core.cuda_info()
-    env_isa = os.environ.get("TILEATTN_ISA", "")
+    env_isa = ENV_AT_IMPORT.get("TILEATTN_ISA") or ""
     kernel = f"tiled, {cpu['selected_isa']}"
     if env_isa and env_isa != cpu["selected_isa"]:
         kernel += f" (TILEATTN_ISA={env_isa!r})"
@@ -73,7 +107,7 @@ def config() -> dict[str, Any]:
         "threads": {
             "num_threads": _core.get_num_threads(),
             "available_cpus": _core.available_cpus(),
-            "TILEATTN_NUM_THREADS": os.environ.get("TILEATTN_NUM_THREADS"),
+            "TILEATTN_NUM_THREADS": ENV_AT_IMPORT.get("TILEATTN_NUM_THREADS"),
         },
         "python": {
             "version": sys.version.split()[0],

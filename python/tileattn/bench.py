@@ -22,6 +22,7 @@ import numpy as np
 
 from . import _api, _core, reference
 from ._api import attention, bfloat16_dtype
+from ._cli import non_negative_seconds, output_path, positive, thread_count
 from ._config import config
 
 
@@ -448,13 +449,19 @@ def main(argv: list[str] | None = None) -> int:
         help="run every case against torch SDPA and NumPy (default)",
     )
     ap.add_argument(
-        "--threads", type=int, default=None, help="threads for every competitor; default all"
+        "--threads",
+        type=thread_count,
+        default=None,
+        help="threads for every competitor; default all",
     )
     ap.add_argument(
-        "--rounds", type=int, default=7, help="interleaved timed rounds per case (median)"
+        "--rounds", type=positive, default=7, help="interleaved timed rounds per case (median)"
     )
     ap.add_argument(
-        "--min-time", type=float, default=1.0, help="keep adding rounds until this many seconds"
+        "--min-time",
+        type=non_negative_seconds,
+        default=1.0,
+        help="keep adding rounds until this many seconds",
     )
     ap.add_argument(
         "--cases", nargs="*", help="only cases whose label contains one of these strings"
@@ -473,11 +480,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--json",
+        type=output_path,
         default=None,
         help="where to write the JSON results (bench_compare.json, bench_masks.json)",
     )
     ap.add_argument(
-        "--png", default="bench_compare.png", help="where to write the chart (needs matplotlib)"
+        "--png",
+        type=output_path,
+        default="bench_compare.png",
+        help="where to write the chart (needs matplotlib)",
     )
     args = ap.parse_args(argv)
     threads = args.threads or _api.get_num_threads()

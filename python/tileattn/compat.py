@@ -15,11 +15,14 @@ row whose keys are all        0                      0, LSE +inf             mea
 masked                                                                       (masks with finfo.min,
                                                                              not -inf)
 window reference point        -                      bottom-right diagonal   top-left (index i)      either
+window bound -1               -                      unbounded               literal: one key past   unbounded
+                                                                             the diagonal
 padded query rows             -                      -                       0                       0
 dropout                       supported              supported               -                       no
 ============================  =====================  ======================  ======================  =========
 
-Each wrapper follows its library, except for rows whose every key is masked: they give 0 everywhere and LSE
+Each wrapper follows its library (``dot_product_attention`` reads a negative ``local_window_size`` bound
+literally, as JAX does: ``(-1, 1)`` sees key i + 1 only), except for rows whose every key is masked: they give 0 everywhere and LSE
 -inf (log of an empty sum), tileattn's convention, which merges correctly with
 :func:`tileattn.merge_attention`. ``dropout_p != 0`` raises NotImplementedError.
 """
@@ -28,13 +31,15 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
+import operator
 import re
 from typing import Any, Callable
 
 import numpy as np
 
 from ._analysis import attention_weights
-from ._api import as_array, attention_impl, varlen_impl
+from ._api import as_array, attention_impl, check_flag, varlen_impl
 
 __all__ = [
     "dot_product_attention",
@@ -45,10 +50,46 @@ __all__ = [
 
 
 def _no_dropout(dropout_p: Any) -> None:
+    if isinstance(dropout_p, (bool, np.bool_)) or not isinstance(dropout_p, numbers.Real):
+        raise TypeError(f"dropout_p must be a real number, got {type(dropout_p).__name__}")
     if dropout_p != 0:
         raise NotImplementedError(
             "dropout_p != 0 is not supported by tileattn (exact attention only)"
         )
+
+
+def _window_pair(window_size: Any, name: str) -> tuple[Any, Any] | None:
+    """flash-attn's window_size: a pair (left, right), -1 = unbounded (None: unbounded too)."""
+    if window_size is None:
+        return None
+    if (
+        isinstance(window_size, (str, bytes))
+        or not hasattr(window_size, "__len__")
+        or len(window_size) != 2
+    ):
+        raise ValueError(
+            f"{name} must be a pair (left, right) of ints (-1 = unbounded), got {window_size!r}"
+        )
+    return window_size[0], window_size[1]
+
+
+def _softcap(softcap: Any) -> Any:
+    """flash-attn's softcap: 0 = off (tileattn's None); anything else goes to tileattn's checks."""
+    zero = (
+        isinstance(softcap, numbers.Real)
+        and not isinstance(softcap, (bool, np.bool_))
+        and softcap == 0
+    )
+    return None if zero else softcap
+
+
+def _max_seqlen(value: Any, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int, got a bool")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
 
 
 def _named(**names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -92,6 +133,8 @@ def scaled_dot_product_attention(
     ``enable_gqa=True`` (query head h reads kv head h // (Hq // H)).
     """
     _no_dropout(dropout_p)
+    is_causal = check_flag(is_causal, "is_causal")
+    enable_gqa = check_flag(enable_gqa, "enable_gqa")
     q, k, v = as_array(query, "query"), as_array(key, "key"), as_array(value, "value")
     if q.ndim < 2 or k.ndim != q.ndim or v.ndim != q.ndim:
         raise ValueError(
@@ -100,7 +143,9 @@ def scaled_dot_product_attention(
     one_head = q.ndim == 2
     if one_head:  # (L, E): one head
         q, k, v = q[None], k[None], v[None]
-    try:  # the batch dims broadcast against each other, as in torch (read with zero strides)
+    # The batch dims broadcast against each other, as in torch: read with zero strides when they collapse
+    # into one dim as a view (one batch dim, or broadcasting that keeps them uniform), else copied.
+    try:
         lead = np.broadcast_shapes(q.shape[:-3], k.shape[:-3], v.shape[:-3])
     except ValueError:
         raise ValueError(
@@ -185,14 +230,16 @@ def flash_attn_func(
     probabilities (flash-attn returns a dropout-encoded matrix meant for its tests). ``deterministic`` is
     accepted; tileattn is always deterministic."""
     _no_dropout(dropout_p)
-    del deterministic
-    window = tuple(window_size) if window_size is not None else None
-    cap = softcap or None
+    causal = check_flag(causal, "causal")
+    check_flag(deterministic, "deterministic")
+    return_attn_probs = check_flag(return_attn_probs, "return_attn_probs")
+    window = _window_pair(window_size, "window_size")
+    cap = _softcap(softcap)
     out, lse = attention_impl(
         q,
         k,
         v,
-        bool(causal),
+        causal,
         softmax_scale,
         "bshd",
         True,
@@ -207,7 +254,7 @@ def flash_attn_func(
     probs = _probs_bshd(
         q,
         k,
-        causal=bool(causal),
+        causal=causal,
         scale=softmax_scale,
         window=window,
         softcap=cap,
@@ -241,29 +288,33 @@ def flash_attn_varlen_func(
     list of each sequence's exact probabilities ``(Hq, Sq_b, Sk_b)``. ``block_table`` (paged KV cache) is
     not supported."""
     _no_dropout(dropout_p)
-    del deterministic
+    causal = check_flag(causal, "causal")
+    check_flag(deterministic, "deterministic")
+    return_attn_probs = check_flag(return_attn_probs, "return_attn_probs")
     if block_table is not None:
         raise NotImplementedError(
             "block_table (paged KV cache) is not supported; pass packed k and v"
         )
-    cq, ck = np.asarray(cu_seqlens_q), np.asarray(cu_seqlens_k)
-    window = tuple(window_size) if window_size is not None else None
-    cap = softcap or None
-    out, lse = varlen_impl(
+    most_q = _max_seqlen(max_seqlen_q, "max_seqlen_q")
+    most_k = _max_seqlen(max_seqlen_k, "max_seqlen_k")
+    window = _window_pair(window_size, "window_size")
+    cap = _softcap(softcap)
+    out, lse = varlen_impl(  # checks the offsets
         q,
         k,
         v,
         cu_seqlens_q,
         cu_seqlens_k,
-        causal=bool(causal),
+        causal=causal,
         scale=softmax_scale,
         window=window,
         alibi_slopes=alibi_slopes,
         softcap=cap,
         return_lse=True,
     )
-    for name, cu, most in (("max_seqlen_q", cq, max_seqlen_q), ("max_seqlen_k", ck, max_seqlen_k)):
-        if cu.size > 1 and int(np.diff(cu).max()) > int(most):
+    cq, ck = np.asarray(cu_seqlens_q), np.asarray(cu_seqlens_k)
+    for name, cu, most in (("max_seqlen_q", cq, most_q), ("max_seqlen_k", ck, most_k)):
+        if cu.size > 1 and int(np.diff(cu).max()) > most:
             raise ValueError(
                 f"{name} = {most} is below the longest sequence ({int(np.diff(cu).max())})"
             )
@@ -279,7 +330,7 @@ def flash_attn_varlen_func(
                 qa[cq[b] : cq[b + 1]],
                 ka[ck[b] : ck[b + 1]],
                 layout="bshd",
-                causal=bool(causal),
+                causal=causal,
                 scale=softmax_scale,
                 window=window,
                 softcap=cap,
@@ -287,6 +338,59 @@ def flash_attn_varlen_func(
             )
         )
     return out, lse, probs
+
+
+def _jax_window(local_window_size: Any, q: np.ndarray, k: np.ndarray, mask: Any) -> tuple[Any, Any]:
+    """(window, mask) for tileattn from JAX's local_window_size (w or (left, right), around key i): bounds
+    >= 0 (or None, unbounded) become tileattn's window; a negative bound is read literally, as JAX does
+    (key j is seen when i - left <= j <= i + right, so (-1, 1) sees key i + 1 only), through a (T, S) mask
+    intersected with the caller's."""
+    if local_window_size is None:
+        return None, mask
+    pair = (
+        (local_window_size, local_window_size)
+        if np.ndim(local_window_size) == 0
+        else local_window_size
+    )
+    if isinstance(pair, (str, bytes)) or not hasattr(pair, "__len__") or len(pair) != 2:
+        raise ValueError(
+            f"local_window_size must be an int or a pair (left, right) of ints, got {local_window_size!r}"
+        )
+    bounds = []
+    for name, w in zip(("left", "right"), pair):
+        if w is None:
+            bounds.append(None)
+            continue
+        if isinstance(w, (bool, np.bool_)):
+            raise TypeError(f"local_window_size ({name}) must be an int, got a bool")
+        try:
+            bounds.append(operator.index(w))
+        except TypeError:
+            raise TypeError(
+                f"local_window_size ({name}) must be an int, got {type(w).__name__}"
+            ) from None
+    if all(b is None or b >= 0 for b in bounds):
+        return tuple(bounds), mask
+    if q.ndim < 3 or k.ndim < 3:
+        raise ValueError(f"query and key must have 3 or 4 dims; got shapes {q.shape} and {k.shape}")
+    i = np.arange(q.shape[-3])[:, None]
+    j = np.arange(k.shape[-3])[None, :]
+    seen = np.ones((i.size, j.size), dtype=bool)
+    if bounds[0] is not None:
+        seen &= j >= i - bounds[0]
+    if bounds[1] is not None:
+        seen &= j <= i + bounds[1]
+    if mask is None:
+        return None, seen
+    m = as_array(mask, "mask")
+    if m.dtype != np.bool_:
+        raise TypeError(f"mask must be a boolean array, got dtype {m.dtype}")
+    try:
+        return None, np.logical_and(m, seen)
+    except ValueError:
+        raise ValueError(
+            f"mask of shape {m.shape} does not broadcast to (..., T, S) = {seen.shape}"
+        ) from None
 
 
 @_named(
@@ -320,20 +424,16 @@ def dot_product_attention(
     is accepted and ignored (tileattn computes on the CPU). Rows whose every key is masked give 0, where JAX
     gives the mean of the values."""
     del implementation
+    is_causal = check_flag(is_causal, "is_causal")
+    return_residual = check_flag(return_residual, "return_residual")
     q = as_array(query, "query")
     batched = q.ndim == 4
-    window = None
-    if local_window_size is not None:
-        window = (
-            (local_window_size, local_window_size)
-            if np.ndim(local_window_size) == 0
-            else tuple(local_window_size)
-        )
+    window, mask = _jax_window(local_window_size, q, as_array(key, "key"), mask)
     out, lse = attention_impl(
         query,
         key,
         value,
-        bool(is_causal),
+        is_causal,
         scale,
         "bshd",
         True,

@@ -66,7 +66,8 @@ def window_bounds(causal: Any, window: Any) -> tuple[int | None, int | None]:
     """(left, right) of the key window around a query's diagonal, None = unbounded; causal caps right at 0."""
     left = right = None
     if window is not None:
-        left, right = (None if w is None or w == -1 else int(w) for w in window)
+        # A bound past 2**62 reaches past every key (capped, so that int64 index arithmetic cannot overflow).
+        left, right = (None if w is None or w == -1 else min(int(w), 2**62) for w in window)
     if alignment(causal)[0]:
         right = 0 if right is None else min(right, 0)
     return left, right
@@ -195,7 +196,9 @@ def scores(
     if hkv == 0 or hq % hkv:
         raise ValueError("Hq must be a multiple of Hkv")
     kf = np.repeat(kf, hq // hkv, axis=1)  # query head h reads kv head h // group
-    rows = np.arange(sq) if rows is None else np.asarray(rows)
+    # Negative rows count from the end, as NumPy indexing does (the ALiBi distance needs the positions).
+    rows = np.arange(sq) if rows is None else np.asarray(rows, dtype=np.int64)
+    rows = np.where(rows < 0, rows + sq, rows)
     scale = 1.0 / math.sqrt(dim) if scale is None else scale
     typ = qf.dtype.type
     allowed = allowed_keys(
