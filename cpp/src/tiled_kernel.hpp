@@ -392,10 +392,10 @@ struct ScoreTransform {
   // by all rows (one row, always in cache). One block ahead measured as fast as two to four blocks ahead, and
   // prefetching the row's bias kPrefetchTiles tiles on into L2 as well 1-3 % slower (bench/RESULTS.md).
   // The line of the vector's last key: a row is rarely 64-byte aligned (NumPy aligns to 16 bytes), and
-  // then its vectors straddle lines; the first line of a vector then is the previous vector's last (or
-  // that of the previous tile's last vector, read a tile before: in L2). Asking for the vectors' first
-  // lines left every row's last line out (perf showed the loads of rows' last vectors stalling). The time
-  // of an (H, S, S) bias did not change measurably: it is bound by the memory's latency (bench/RESULTS.md).
+  // then its vectors straddle lines; the first line of a vector then is the previous vector's last. That
+  // of the tile's first vector is the previous tile's last line, read too long before to be still in L1:
+  // FusedTransform::prefetch asks for it as well (perf showed the first bias load of a block stalling;
+  // 2-3 points off the cost of a full bias, bench/RESULTS.md).
   __attribute__((always_inline)) void prefetch(int r, int64_t j) const {
     if (prefetch_bias) __builtin_prefetch(bias_next[r] + j + (W - 1), 0, 3);
   }
@@ -451,13 +451,15 @@ struct FusedTransform {
   const ScoreTransform<A, MR>& xf;
   Vec<A> operator()(int r, int64_t j, Vec<A> x) const { return xf.template apply<F, true>(r, j, x, 0, 0); }
   // Step i of the first segment of the sum: the next block's row i (i < MR), its N vectors, keys
-  // key0 .. key0 + N * W - 1. (Asking for this block's rows again in the last segment, in case the K and V
-  // tiles streaming through L1 evicted them, measured no faster.)
+  // key0 .. key0 + N * W - 1, and at the tile's first keys also the line of key 0 (where a row that is not
+  // 64-byte aligned starts). (Asking for this block's rows again in the last segment, in
+  // case the K and V tiles streaming through L1 evicted them, measured no faster.)
   __attribute__((always_inline)) void prefetch(int64_t i, bool first, int64_t key0) const {
     if constexpr ((F & kXfBias) != 0) {
       if (first && i < MR && xf.prefetch_bias) {
         TILEATTN_UNROLL
         for (int n = 0; n < N; ++n) xf.prefetch(static_cast<int>(i), key0 + n * Vec<A>::kWidth);
+        if (key0 == 0) __builtin_prefetch(xf.bias_next[i], 0, 3);
       }
     }
   }
