@@ -332,3 +332,19 @@ def test_mask_summary_too_large_names_the_mask():
     mask = np.broadcast_to(np.ones((1, 1), bool), (1, 2**50))
     with pytest.raises(MemoryError, match=r"^mask: "):
         tileattn.attention(q, k, k, mask=mask)
+
+
+def test_float64_slopes_stay_float64_without_ml_dtypes(rng, monkeypatch):
+    """Without ml_dtypes, bfloat16_dtype() is None, and np.dtype("float64") == None is True in NumPy: the
+    bfloat16 test must not turn float64 slopes into float32."""
+    from tileattn import _api
+
+    q, k, v = qkv(rng, b=1, hq=2, sq=5, sk=7, d=4, dtype="float64")
+    slopes = np.array([1 / 3, 2 / 7])  # not float32 values
+    want = tileattn.attention(q, k, v, alibi_slopes=slopes)
+    monkeypatch.setattr(_api, "_bfloat16_cache", [None])
+    np.testing.assert_array_equal(tileattn.attention(q, k, v, alibi_slopes=slopes), want)
+    np.testing.assert_array_equal(
+        tileattn.attention(q, k, v, alibi_slopes=slopes.astype(np.float32)),
+        tileattn.attention(q, k, v, alibi_slopes=slopes.astype(np.float32).astype(np.float64)),
+    )

@@ -9,9 +9,9 @@ import numpy as np
 from . import reference
 from ._api import (
     _check_same_dtype,
+    _is_bfloat16,
     _native,
     as_array,
-    bfloat16_dtype,
     check_alibi,
     check_bias,
     check_causal,
@@ -84,7 +84,7 @@ def merge_attention(outs: Any, lses: Any, *, layout: str = "bhsd") -> tuple[np.n
             raise ValueError(
                 f"lses[{i}] must have shape {lse_shape} (the LSE of outs[0]); got {l.shape}"
             )
-        if l.dtype.kind != "f" and l.dtype != bfloat16_dtype():
+        if l.dtype.kind != "f" and not _is_bfloat16(l.dtype):
             raise TypeError(f"lses[{i}] must be a float array, got dtype {l.dtype}")
 
     def lse3(x):  # (B, H, S) view whatever the rank

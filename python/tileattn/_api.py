@@ -34,6 +34,13 @@ def bfloat16_dtype() -> np.dtype | None:
     return _bfloat16_cache[0]
 
 
+def _is_bfloat16(dtype: np.dtype) -> bool:
+    """Whether dtype is ml_dtypes' bfloat16 (never true without ml_dtypes: np.dtype("float64") == None is
+    True in NumPy, so the comparison must not be made with None)."""
+    bf16 = bfloat16_dtype()
+    return bf16 is not None and dtype == bf16
+
+
 def _native(dtype: np.dtype) -> np.dtype:
     return dtype if dtype.isnative else dtype.newbyteorder("=")
 
@@ -183,7 +190,7 @@ def check_alibi(slopes: Any, batch: int, heads: int) -> np.ndarray | None:
     if slopes is None:
         return None
     x = as_array(slopes, "alibi_slopes")
-    if x.dtype == bfloat16_dtype() and x.dtype is not None:
+    if _is_bfloat16(x.dtype):
         x = x.astype(np.float32)  # exact; bfloat16 is a NumPy kind "V" dtype
     if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
         raise TypeError(f"alibi_slopes must be a real array, got dtype {x.dtype}")

@@ -58,21 +58,6 @@ def _no_dropout(dropout_p: Any) -> None:
         )
 
 
-def _window_pair(window_size: Any, name: str) -> tuple[Any, Any] | None:
-    """flash-attn's window_size: a pair (left, right), -1 = unbounded (None: unbounded too)."""
-    if window_size is None:
-        return None
-    if (
-        isinstance(window_size, (str, bytes))
-        or not hasattr(window_size, "__len__")
-        or len(window_size) != 2
-    ):
-        raise ValueError(
-            f"{name} must be a pair (left, right) of ints (-1 = unbounded), got {window_size!r}"
-        )
-    return window_size[0], window_size[1]
-
-
 def _softcap(softcap: Any) -> Any:
     """flash-attn's softcap: 0 = off (tileattn's None); anything else goes to tileattn's checks."""
     zero = (
@@ -233,7 +218,7 @@ def flash_attn_func(
     causal = check_flag(causal, "causal")
     check_flag(deterministic, "deterministic")
     return_attn_probs = check_flag(return_attn_probs, "return_attn_probs")
-    window = _window_pair(window_size, "window_size")
+    window = window_size  # checked as tileattn's window (its errors name window_size)
     cap = _softcap(softcap)
     out, lse = attention_impl(
         q,
@@ -297,7 +282,7 @@ def flash_attn_varlen_func(
         )
     most_q = _max_seqlen(max_seqlen_q, "max_seqlen_q")
     most_k = _max_seqlen(max_seqlen_k, "max_seqlen_k")
-    window = _window_pair(window_size, "window_size")
+    window = window_size  # checked as tileattn's window (its errors name window_size)
     cap = _softcap(softcap)
     out, lse = varlen_impl(  # checks the offsets
         q,
