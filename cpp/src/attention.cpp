@@ -1,13 +1,20 @@
 // The entry point: checks the params struct, then dispatches dtype x kernel path x instruction set.
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "cpu_features.hpp"
 #include "kernels.hpp"
+#include "thread_pool.hpp"
 #include "validate.hpp"
 #include "tileattn/tileattn.hpp"
 
@@ -17,7 +24,124 @@ namespace {
 // Head dims beyond this can never fit their scratch rows; reject them before any size arithmetic.
 constexpr int64_t kMaxHeadDim = int64_t{1} << 40;
 
+// Problems larger than this (batch x heads x seq x head_dim) are refused: no int64 index can overflow.
+constexpr int64_t kMaxProblemSize = int64_t{1} << 56;
+
 [[noreturn]] void fail(const std::string& what) { throw std::invalid_argument(what); }
+
+// *r = a * b, or false on overflow (a, b >= 0).
+bool mul_ok(int64_t a, int64_t b, int64_t* r) {
+  if (a != 0 && b > std::numeric_limits<int64_t>::max() / a) return false;
+  *r = a * b;
+  return true;
+}
+bool add_ok(int64_t a, int64_t b, int64_t* r) {
+  if (b > std::numeric_limits<int64_t>::max() - a) return false;
+  *r = a + b;
+  return true;
+}
+
+// One dimension of an array: its extent and stride (in elements).
+struct Dim {
+  int64_t extent, stride;
+};
+
+// An array of a call: its pointer, dims (unused ones of extent 1) and element size in bytes.
+struct ArrayDesc {
+  const char* name;
+  const void* data;
+  std::array<Dim, 4> dims;
+  int64_t elem;
+};
+
+int64_t dtype_bytes(DType t) { return t == DType::kFloat64 ? 8 : t == DType::kFloat32 ? 4 : 2; }
+
+// The arrays the call reads (those present), then out, then lse (when present): packed sequences have one
+// batch (their batch strides are unused).
+std::vector<ArrayDesc> arrays_of(const Params& p) {
+  const int64_t nb = p.cu_seqlens_q != nullptr ? 1 : p.batch, es = dtype_bytes(p.dtype);
+  std::vector<ArrayDesc> a;
+  const auto add = [&a](const char* name, const void* data, Dim d0, Dim d1, Dim d2, Dim d3, int64_t elem) {
+    a.push_back({name, data, {{d0, d1, d2, d3}}, elem});
+  };
+  const Dim none{1, 0};
+  add("q", p.q, {nb, p.q_batch_stride}, {p.heads_q, p.q_head_stride}, {p.seq_q, p.q_seq_stride},
+      {p.head_dim, p.q_dim_stride}, es);
+  if (p.seq_k > 0) {
+    add("k", p.k, {nb, p.k_batch_stride}, {p.heads_kv, p.k_head_stride}, {p.seq_k, p.k_seq_stride},
+        {p.head_dim, p.k_dim_stride}, es);
+    add("v", p.v, {nb, p.v_batch_stride}, {p.heads_kv, p.v_head_stride}, {p.seq_k, p.v_seq_stride},
+        {p.head_dim_v, p.v_dim_stride}, es);
+  }
+  if (p.mask != nullptr) {
+    add("mask", p.mask, {p.batch, p.mask_batch_stride}, {p.heads_q, p.mask_head_stride},
+        {p.seq_q, p.mask_seq_stride}, {p.seq_k, p.mask_key_stride}, 1);
+  }
+  if (p.bias != nullptr) {
+    add("bias", p.bias, {p.batch, p.bias_batch_stride}, {p.heads_q, p.bias_head_stride},
+        {p.seq_q, p.bias_seq_stride}, {p.seq_k, p.bias_key_stride}, dtype_bytes(p.bias_dtype));
+  }
+  if (p.alibi_slopes != nullptr) {
+    add("alibi_slopes", p.alibi_slopes, {p.batch, p.alibi_batch_stride}, {p.heads_q, p.alibi_head_stride}, none,
+        none, 8);
+  }
+  if (p.q_lengths != nullptr) add("q_lengths", p.q_lengths, {p.batch, 1}, none, none, none, 8);
+  if (p.kv_lengths != nullptr) add("kv_lengths", p.kv_lengths, {p.batch, 1}, none, none, none, 8);
+  if (p.cu_seqlens_q != nullptr) add("cu_seqlens_q", p.cu_seqlens_q, {p.batch + 1, 1}, none, none, none, 8);
+  if (p.cu_seqlens_k != nullptr) add("cu_seqlens_k", p.cu_seqlens_k, {p.batch + 1, 1}, none, none, none, 8);
+  add("out", p.out, {nb, p.out_batch_stride}, {p.heads_q, p.out_head_stride}, {p.seq_q, p.out_seq_stride},
+      {p.head_dim_v, p.out_dim_stride}, es);
+  if (p.lse != nullptr) {
+    add("lse", p.lse, {nb, p.lse_batch_stride}, {p.heads_q, p.lse_head_stride}, {p.seq_q, p.lse_seq_stride},
+        none, p.dtype == DType::kFloat64 ? 8 : 4);
+  }
+  return a;
+}
+
+// The element offsets an array's strides reach: [lo, hi] relative to its pointer. Fails, naming the array,
+// when they (in bytes) would not fit in int64.
+std::pair<int64_t, int64_t> reach(const ArrayDesc& a) {
+  int64_t lo = 0, hi = 0, span = 0;
+  for (const Dim d : a.dims) {
+    if (d.extent <= 1) continue;
+    int64_t step = 0;
+    if (d.stride == std::numeric_limits<int64_t>::min() || !mul_ok(std::abs(d.stride), d.extent - 1, &step) ||
+        !add_ok(span, step, &span)) {
+      span = -1;
+      break;
+    }
+    if (d.stride < 0) {
+      lo -= step;
+    } else {
+      hi += step;
+    }
+  }
+  int64_t bytes = 0;
+  if (span < 0 || !mul_ok(span + 1, a.elem, &bytes)) {
+    fail(std::string(a.name) + ": its strides reach offsets beyond the int64 range (|stride| x (extent - 1), summed)");
+  }
+  return {lo, hi};
+}
+
+// Whether no two elements of an array share an address, by a sufficient test: with the dims sorted by
+// |stride|, each stride steps past everything the smaller ones span (a zero stride fails it).
+bool distinct_elements(std::array<Dim, 4> dims) {
+  std::sort(dims.begin(), dims.end(), [](Dim x, Dim y) { return std::abs(x.stride) < std::abs(y.stride); });
+  int64_t span = 1;
+  for (const Dim d : dims) {
+    if (d.extent <= 1) continue;
+    if (std::abs(d.stride) < span) return false;
+    span += std::abs(d.stride) * (d.extent - 1);  // within int64: reach() checked it
+  }
+  return true;
+}
+
+// The bytes [first, last] an array may touch (its reach checked).
+std::pair<uintptr_t, uintptr_t> byte_range(const ArrayDesc& a) {
+  const auto [lo, hi] = reach(a);
+  const auto base = reinterpret_cast<uintptr_t>(a.data);
+  return {base + static_cast<uintptr_t>(lo * a.elem), base + static_cast<uintptr_t>(hi * a.elem + a.elem - 1)};
+}
 
 void check_nonnegative(int64_t value, const char* name) {
   if (value < 0) fail(std::string(name) + " must be >= 0, got " + std::to_string(value));
@@ -65,6 +189,18 @@ void validate_shape(const Params& p) {
     default:
       fail("bias_dtype is not one of float32, float64, float16, bfloat16");
   }
+  if (p.num_threads > detail::kMaxThreads) {
+    fail("num_threads must be at most " + std::to_string(detail::kMaxThreads) + ", got " +
+         std::to_string(p.num_threads));
+  }
+  // Every index the kernels form (rows, work items, element offsets) stays within int64, with room to spare.
+  int64_t size = 1;
+  const int64_t heads = std::max(p.heads_q, p.heads_kv), seq = std::max(p.seq_q, p.seq_k);
+  for (int64_t n : {p.batch, heads, seq, std::max(p.head_dim, p.head_dim_v)}) {
+    if (!mul_ok(size, n, &size) || size > kMaxProblemSize) {
+      fail("the problem is too large: batch x heads x seq x head_dim exceeds 2^56");
+    }
+  }
   if ((p.cu_seqlens_q == nullptr) != (p.cu_seqlens_k == nullptr)) fail("give both cu_seqlens_q and cu_seqlens_k, or neither");
   if (p.cu_seqlens_q != nullptr && (p.q_lengths != nullptr || p.kv_lengths != nullptr || p.mask != nullptr || p.bias != nullptr)) {
     fail("packed sequences (cu_seqlens) do not combine with q_lengths, kv_lengths, mask or bias");
@@ -106,6 +242,14 @@ void detail::validate(const Params& p) {
     if (p.q == nullptr) fail("q is null");
     if (p.out == nullptr) fail("out is null");
     if (p.seq_k > 0 && (p.k == nullptr || p.v == nullptr)) fail("k and v must not be null when seq_k > 0");
+    for (const ArrayDesc& a : arrays_of(p)) {
+      reach(a);
+      const bool output = std::strcmp(a.name, "out") == 0 || std::strcmp(a.name, "lse") == 0;
+      if (output && !distinct_elements(a.dims)) {
+        fail(std::string(a.name) + ": its strides give two elements one address (" + a.name +
+             " must not overlap itself; zero strides broadcast inputs only)");
+      }
+    }
   }
   if (any_rows && p.seq_k > 0) {
     if (p.alibi_slopes != nullptr) {
@@ -161,9 +305,87 @@ bool zero_scale(const Params& p) { return p.scale == 0; }
 
 }  // namespace
 
+namespace {
+
+// Whether out or lse shares a byte with an array the call reads (by their byte ranges: conservative).
+bool outputs_overlap_inputs(const Params& p) {
+  const std::vector<ArrayDesc> arrays = arrays_of(p);
+  for (const ArrayDesc& o : arrays) {
+    if (std::strcmp(o.name, "out") != 0 && std::strcmp(o.name, "lse") != 0) continue;
+    const auto [o_lo, o_hi] = byte_range(o);
+    for (const ArrayDesc& a : arrays) {
+      if (std::strcmp(a.name, "out") == 0 || std::strcmp(a.name, "lse") == 0) continue;
+      const auto [a_lo, a_hi] = byte_range(a);
+      if (o_lo <= a_hi && a_lo <= o_hi) return true;
+    }
+  }
+  return false;
+}
+
+// Copies the dense (nb, heads, seq, dim) array `from` into `to` with the given strides, element by element.
+void copy_into(const unsigned char* from, void* to, const std::array<Dim, 4>& dims, int64_t elem) {
+  int64_t n = 0;
+  for (int64_t b = 0; b < dims[0].extent; ++b) {
+    for (int64_t h = 0; h < dims[1].extent; ++h) {
+      for (int64_t i = 0; i < dims[2].extent; ++i) {
+        for (int64_t d = 0; d < dims[3].extent; ++d, ++n) {
+          const int64_t at = b * dims[0].stride + h * dims[1].stride + i * dims[2].stride + d * dims[3].stride;
+          std::memcpy(static_cast<unsigned char*>(to) + at * elem, from + n * elem, static_cast<size_t>(elem));
+        }
+      }
+    }
+  }
+}
+
+void run(const Params& p);
+
+// out or lse overlaps an input: computed into dense arrays first, then copied in, so that the result is as
+// if the inputs had been copied (the caller's memory is written only after everything was read).
+void run_aside(const Params& p) {
+  const std::vector<ArrayDesc> arrays = arrays_of(p);
+  Params aside = p;
+  std::vector<unsigned char> memory[2];
+  std::array<Dim, 4> dims[2];
+  for (const ArrayDesc& a : arrays) {
+    const int which = std::strcmp(a.name, "out") == 0 ? 0 : std::strcmp(a.name, "lse") == 0 ? 1 : -1;
+    if (which < 0) continue;
+    dims[which] = a.dims;
+    int64_t n = 1;
+    for (const Dim d : a.dims) n *= d.extent;  // within the problem size checked by validate
+    memory[which].resize(static_cast<size_t>(n * a.elem));
+    // Dense strides of the same logical shape.
+    int64_t stride = 1;
+    int64_t dense[4];
+    for (int x = 3; x >= 0; --x) dense[x] = stride, stride *= a.dims[x].extent;
+    if (which == 0) {
+      aside.out = memory[0].data();
+      aside.out_batch_stride = dense[0], aside.out_head_stride = dense[1], aside.out_seq_stride = dense[2];
+      aside.out_dim_stride = dense[3];
+    } else {
+      aside.lse = memory[1].data();
+      aside.lse_batch_stride = dense[0], aside.lse_head_stride = dense[1], aside.lse_seq_stride = dense[2];
+    }
+  }
+  run(aside);
+  copy_into(memory[0].data(), p.out, dims[0], dtype_bytes(p.dtype));
+  if (p.lse != nullptr) copy_into(memory[1].data(), p.lse, dims[1], p.dtype == DType::kFloat64 ? 8 : 4);
+}
+
+}  // namespace
+
 void attention(const Params& p) {
   detail::validate(p);
   if (p.batch == 0 || p.heads_q == 0 || p.seq_q == 0) return;
+  if (outputs_overlap_inputs(p)) {
+    run_aside(p);
+  } else {
+    run(p);
+  }
+}
+
+namespace {
+
+void run(const Params& p) {
   const int threads = threads_for(p);
   if (p.path == KernelPath::kReference || alibi_beyond_range(p) || softcap_beyond_range(p) || zero_scale(p)) {
     kernels::reference_attention(p, threads);
@@ -190,6 +412,8 @@ void attention(const Params& p) {
       return;
   }
 }
+
+}  // namespace
 
 TileInfo tile_info(const Params& p) {
   validate_shape(p);

@@ -62,7 +62,12 @@ void merge_attention(DType dtype, int64_t parts, const void* const* outs, const 
                      void* lse, int64_t rows, int64_t head_dim_v, int num_threads) {
   if (parts < 1) throw std::invalid_argument("parts must be >= 1, got " + std::to_string(parts));
   if (rows < 0) throw std::invalid_argument("rows must be >= 0, got " + std::to_string(rows));
-  if (head_dim_v < 1) throw std::invalid_argument("head_dim_v must be >= 1, got " + std::to_string(head_dim_v));
+  if (head_dim_v < 1 || head_dim_v > (int64_t{1} << 40)) {  // a row's accumulator must be allocatable
+    throw std::invalid_argument("head_dim_v must be in [1, 2^40], got " + std::to_string(head_dim_v));
+  }
+  if (num_threads > detail::kMaxThreads) {
+    throw std::invalid_argument("num_threads must be at most " + std::to_string(detail::kMaxThreads));
+  }
   if (num_threads < 0) throw std::invalid_argument("num_threads must be >= 0, got " + std::to_string(num_threads));
   if (rows == 0) return;
   if (outs == nullptr || lses == nullptr) throw std::invalid_argument("outs and lses must not be null");

@@ -1,5 +1,7 @@
 #include "thread_pool.hpp"
 
+#include "scratch.hpp"  // AllocationError
+
 #include <pthread.h>
 #include <sched.h>
 
@@ -9,6 +11,8 @@
 #include <condition_variable>
 #include <exception>
 #include <mutex>
+#include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -134,7 +138,12 @@ class Pool {
     // parallel region, and the first after more threads were asked for, run without the new workers:
     // the job was published before they looked.)
     while (static_cast<int>(workers_.size()) < count) {
-      workers_.emplace_back([this, seen = generation_] { worker_loop(seen); });
+      try {
+        workers_.emplace_back([this, seen = generation_] { worker_loop(seen); });
+      } catch (const std::system_error& e) {  // the OS has no more threads to give: a resource, as memory
+        throw AllocationError("tileattn: cannot start a thread (" + std::to_string(workers_.size() + 1) +
+                              " asked for): " + e.what());
+      }
     }
   }
 

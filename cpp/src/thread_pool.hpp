@@ -13,6 +13,9 @@
 
 namespace tileattn::detail {
 
+// The most threads a call or the process default may ask for (each is an OS thread of the pool).
+constexpr int kMaxThreads = 4096;
+
 // A non-owning reference to a callable `void(int64_t begin, int64_t end)`, free of allocation.
 class RangeFn {
  public:

@@ -7,6 +7,7 @@
 #include <string>
 #include <thread>
 
+#include "thread_pool.hpp"
 #include "tileattn/tileattn.hpp"
 
 namespace tileattn {
@@ -17,7 +18,7 @@ int initial_threads() {
   if (const char* env = std::getenv("TILEATTN_NUM_THREADS"); env != nullptr) {
     char* end = nullptr;
     const long n = std::strtol(env, &end, 10);
-    if (end != env && *end == '\0' && n >= 1 && n <= 4096) return static_cast<int>(n);
+    if (end != env && *end == '\0' && n >= 1 && n <= detail::kMaxThreads) return static_cast<int>(n);
   }
   return available_cpus();
 }
@@ -43,7 +44,10 @@ int available_cpus() {
 }
 
 void set_num_threads(int n) {
-  if (n < 1) throw std::invalid_argument("num_threads must be >= 1, got " + std::to_string(n));
+  if (n < 1 || n > detail::kMaxThreads) {
+    throw std::invalid_argument("num_threads must be in [1, " + std::to_string(detail::kMaxThreads) + "], got " +
+                                std::to_string(n));
+  }
   default_threads().store(n);
 }
 

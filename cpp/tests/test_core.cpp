@@ -175,6 +175,36 @@ void test_errors() {
   expect_throw("seq", [](tileattn::Params& p) { p.seq_q = -1; }, "seq_q must be >= 0");
   expect_throw("null q", [](tileattn::Params& p) { p.q = nullptr; }, "q is null");
   expect_throw("threads", [](tileattn::Params& p) { p.num_threads = -2; }, "num_threads must be >= 0");
+  using P = tileattn::Params;
+  expect_throw("too many threads", [](P& p) { p.num_threads = 5000; }, "num_threads must be at most 4096");
+  // Offsets past int64 (2^62 x 4 bytes would wrap onto batch 0), a stride of INT64_MIN, sizes whose product
+  // overflows: errors naming the array or the sizes, never a wrapped read or write.
+  expect_throw("q stride", [](P& p) { p.batch = 2, p.q_batch_stride = int64_t{1} << 62; }, "q: its strides reach");
+  expect_throw(
+      "out stride", [](P& p) { p.out_seq_stride = std::numeric_limits<int64_t>::max(); }, "out: its strides reach");
+  expect_throw("k stride", [](P& p) { p.k_seq_stride = std::numeric_limits<int64_t>::min(); }, "k: its strides reach");
+  expect_throw("size", [](P& p) { p.batch = int64_t{1} << 62; }, "the problem is too large");
+  // out and lse may not overlap themselves: their rows' writes would race (results by thread count).
+  expect_throw("out zero stride", [](P& p) { p.out_seq_stride = 0; }, "out: its strides give two elements");
+  expect_throw("lse zero stride", [](P& p) { p.lse_head_stride = 0; }, "lse: its strides give two elements");
+}
+
+// out overlapping q and lse overlapping k: the results are those computed from the inputs as they were.
+void test_out_overlapping_inputs() {
+  const Problem pr{2, 4, 2, 40, 40, 16, 16, true};
+  Arrays<float> a = random_arrays<float>(pr, 7);
+  tileattn::Params p = make_params(pr, a);
+  p.num_threads = 2;
+  tileattn::attention(p);  // into separate arrays
+  Arrays<float> b = random_arrays<float>(pr, 7);
+  tileattn::Params alias = make_params(pr, b);
+  alias.num_threads = 2;
+  alias.out = b.q.data();  // q and out have one shape here (D = Dv)
+  alias.lse = b.k.data();  // lse over k's first elements
+  tileattn::attention(alias);
+  const bool same = std::memcmp(b.q.data(), a.out.data(), a.out.size() * sizeof(float)) == 0 &&
+                    std::memcmp(b.k.data(), a.lse.data(), a.lse.size() * sizeof(float)) == 0;
+  expect(same, "out over q and lse over k give the bits of a call into separate arrays");
 }
 
 void test_no_keys() {
@@ -206,6 +236,7 @@ int main() {
   }
   test_errors();
   test_no_keys();
+  test_out_overlapping_inputs();
   std::printf("tileattn core tests: %s (isas:", g_failures == 0 ? "ok" : "FAILED");
   for (auto isa : runnable_isas()) std::printf(" %s", tileattn::isa_name(isa));
   std::printf(")\n");

@@ -19,6 +19,12 @@
  * or crashes on bad arguments; tileattn_last_error() then gives the message, naming the argument, of the
  * last failure on the calling thread. All entry points are thread-safe and may be called without any
  * lock (Cython: `nogil`). They never modify their inputs.
+ *
+ * Arrays: strides are in elements and may be zero (broadcast) or negative for the inputs; every offset
+ * they reach must fit in int64 bytes (else an error naming the array). out and lse must not overlap
+ * themselves (no two elements at one address); they may overlap the inputs: the result is then computed
+ * aside and copied in, as if the inputs had been copied first. At most 4096 threads; problems are limited
+ * to batch x heads x seq x head_dim <= 2^56.
  */
 #ifndef TILEATTN_TILEATTN_H_
 #define TILEATTN_TILEATTN_H_
@@ -131,7 +137,8 @@ typedef struct tileattn_params {
 } tileattn_params;
 
 /* Fills *params with the defaults: everything zero or NULL, struct_size set, dtype float32, scale NaN
- * (= 1/sqrt(head_dim)), windows unbounded, the dim strides 1, isa AUTO. */
+ * (= 1/sqrt(head_dim)), windows unbounded, the dim strides 1, isa AUTO. The other strides are 0: set
+ * those of out and lse (tileattn_contiguous_strides), which may not broadcast. */
 TILEATTN_API void tileattn_params_init(tileattn_params* params);
 
 /* Fills strides[4] (batch, head, seq, dim) for a C-contiguous array of layout "bhsd" (bshd = 0),
@@ -166,7 +173,7 @@ TILEATTN_API int tileattn_merge_attention(int32_t dtype, int64_t parts, const vo
                                           int64_t head_dim_v, int32_t num_threads);
 
 /* Default thread count for calls with num_threads = 0 (initially TILEATTN_NUM_THREADS or the CPUs this
- * process may use); shared with the Python module in the same process. n must be >= 1. */
+ * process may use); shared with the Python module in the same process. 1 <= n <= 4096. */
 TILEATTN_API int tileattn_set_num_threads(int n);
 TILEATTN_API int tileattn_get_num_threads(void);
 

@@ -31,6 +31,9 @@ enum class Isa : int32_t { kAuto = -1, kBaseline = 0, kAvx2 = 1, kAvx512 = 2, kA
 
 // The whole contract between a caller and the kernels. All strides are in elements (not bytes), may be
 // zero or negative, and describe the logical layout (batch, head, seq, dim) whatever the memory order.
+// Every offset they reach must fit in int64 bytes. out and lse must not overlap themselves (no zero strides
+// there); they may overlap the inputs (then computed aside and copied in). batch x heads x seq x head_dim
+// <= 2^56 and num_threads <= 4096.
 struct Params {
   DType dtype = DType::kFloat32;
 
@@ -94,7 +97,7 @@ struct Params {
 };
 
 // Computes attention as described by `p`. Throws std::invalid_argument (message naming the field) for
-// inconsistent parameters and std::bad_alloc when scratch memory cannot be allocated. Never reads or
+// inconsistent parameters and std::bad_alloc when scratch memory (or a thread) cannot be had. Never reads or
 // writes outside the described arrays. Results are bitwise identical for any thread count.
 TILEATTN_API void attention(const Params& p);
 
@@ -150,7 +153,7 @@ TILEATTN_API Strides4 contiguous_bshd(int64_t heads, int64_t seq, int64_t dim);
 
 // Default number of threads for calls with num_threads == 0. Initially the value of the environment
 // variable TILEATTN_NUM_THREADS when it holds a positive integer, else the number of CPUs this process
-// may run on. set_num_threads(n) requires n >= 1.
+// may run on. set_num_threads(n) requires 1 <= n <= 4096.
 TILEATTN_API void set_num_threads(int n);
 TILEATTN_API int get_num_threads();
 // Number of CPUs this process may run on (its affinity mask).
