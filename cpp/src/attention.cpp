@@ -58,11 +58,19 @@ int64_t dtype_bytes(DType t) { return t == DType::kFloat64 ? 8 : t == DType::kFl
 
 // The arrays the call reads (those present), then out, then lse (when present): packed sequences have one
 // batch (their batch strides are unused).
-std::vector<ArrayDesc> arrays_of(const Params& p) {
+// At most the 12 arrays of a call, held without allocating (this runs on every call).
+struct ArrayList {
+  std::array<ArrayDesc, 12> items;
+  int n = 0;
+  const ArrayDesc* begin() const { return items.data(); }
+  const ArrayDesc* end() const { return items.data() + n; }
+};
+
+ArrayList arrays_of(const Params& p) {
   const int64_t nb = p.cu_seqlens_q != nullptr ? 1 : p.batch, es = dtype_bytes(p.dtype);
-  std::vector<ArrayDesc> a;
+  ArrayList a;
   const auto add = [&a](const char* name, const void* data, Dim d0, Dim d1, Dim d2, Dim d3, int64_t elem) {
-    a.push_back({name, data, {{d0, d1, d2, d3}}, elem});
+    a.items[static_cast<size_t>(a.n++)] = {name, data, {{d0, d1, d2, d3}}, elem};
   };
   const Dim none{1, 0};
   add("q", p.q, {nb, p.q_batch_stride}, {p.heads_q, p.q_head_stride}, {p.seq_q, p.q_seq_stride},
@@ -309,7 +317,7 @@ namespace {
 
 // Whether out or lse shares a byte with an array the call reads (by their byte ranges: conservative).
 bool outputs_overlap_inputs(const Params& p) {
-  const std::vector<ArrayDesc> arrays = arrays_of(p);
+  const ArrayList arrays = arrays_of(p);
   for (const ArrayDesc& o : arrays) {
     if (std::strcmp(o.name, "out") != 0 && std::strcmp(o.name, "lse") != 0) continue;
     const auto [o_lo, o_hi] = byte_range(o);
@@ -342,7 +350,7 @@ void run(const Params& p);
 // out or lse overlaps an input: computed into dense arrays first, then copied in, so that the result is as
 // if the inputs had been copied (the caller's memory is written only after everything was read).
 void run_aside(const Params& p) {
-  const std::vector<ArrayDesc> arrays = arrays_of(p);
+  const ArrayList arrays = arrays_of(p);
   Params aside = p;
   std::vector<unsigned char> memory[2];
   std::array<Dim, 4> dims[2];

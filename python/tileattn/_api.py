@@ -657,10 +657,11 @@ def _run_core(
     """Calls the core on (B, H, S, D) views; computes aside when `out` overlaps an input or cannot be
     written in place, then copies."""
     target, target4 = result, result4
-    # Every array the core reads (q, k, v and the options' arrays: mask, bias, slopes, lengths, offsets).
-    read = [*inputs, *(x for x in kw.values() if isinstance(x, np.ndarray))]
+    # Every array the core reads: q, k, v and the options' arrays (mask, bias, slopes, lengths, offsets).
     if out is not None and (
-        not _writable_in_place(out) or any(np.may_share_memory(out, x) for x in read)
+        not _writable_in_place(out)
+        or any(np.may_share_memory(out, x) for x in inputs)
+        or any(isinstance(x, np.ndarray) and np.may_share_memory(out, x) for x in kw.values())
     ):
         target = np.empty(
             result.shape, _native(result.dtype)
