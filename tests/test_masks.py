@@ -10,7 +10,7 @@ import pytest
 import tileattn
 from tileattn import reference
 
-from conftest import ALL_DTYPES, check_against_oracle, dtype_of, qkv, run, tile_info
+from conftest import ALL_DTYPES, BF16, check_against_oracle, dtype_of, qkv, run, tile_info
 
 OPTIONS = {
     "top_left": dict(causal="top_left"),
@@ -78,14 +78,29 @@ def test_options_long_head_dim(rng, path, dtype, name):
 
 
 @pytest.mark.parametrize("d", [24, 128])
-def test_rows_do_not_depend_on_their_block(rng, path, d):
-    """A row gets the same bits whichever rows share its register block or group (shifted query rows)."""
-    q, k, v = qkv(rng, b=1, hq=2, sq=100, sk=200, d=d)
-    bias = rng.standard_normal((2, 100, 200)).astype(np.float32)
-    full = run(q, k, v, path, bias=bias)
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
+@pytest.mark.parametrize("option", ["bias", "causal", "window", "causal_sk_odd"])
+def test_rows_do_not_depend_on_their_block(rng, path, d, dtype, option):
+    """A row gets the same bits whichever rows share its register block or group (shifted query rows):
+    with a bias, and on the causal diagonal's blocks (a prefix of the tile per row: their own softmax, and
+    Q K^T only over the key vectors the block sees), a window's edges, and a last tile seen in part."""
+    if dtype == "bfloat16" and BF16 is None:
+        pytest.skip("needs ml_dtypes")
+    sk = 203 if option == "causal_sk_odd" else 200
+    q, k, v = qkv(rng, b=1, hq=2, sq=100, sk=sk, d=d, dtype=dtype)
+    kw, rows = {}, lambda start: {}
+    if option == "bias":
+        bias = rng.standard_normal((2, 100, sk)).astype(np.float32)
+        rows = lambda start: dict(bias=bias[:, start:])  # noqa: E731
+    elif option == "window":
+        kw = dict(window=(37, 5))
+    else:
+        kw = dict(causal=True)
+    full = run(q, k, v, path, **kw, **rows(0), return_lse=True)
     for start in (1, 5, 7, 31):
-        part = run(q[:, :, start:], k, v, path, bias=bias[:, start:])
-        assert np.array_equal(part, full[:, :, start:]), f"rows from {start} differ"
+        part = run(q[:, :, start:], k, v, path, **kw, **rows(start), return_lse=True)
+        assert np.array_equal(part[0], full[0][:, :, start:]), f"rows from {start} differ"
+        assert np.array_equal(part[1], full[1][:, :, start:]), f"LSEs of rows from {start} differ"
 
 
 @pytest.mark.parametrize("name", ["window", "mask", "bias", "alibi", "softcap", "everything"])

@@ -146,7 +146,9 @@ __attribute__((always_inline)) inline void qk_store(Vec<A> (&acc)[R][N], bool fi
   }
 }
 
-template <class A, int R, int N, class Epi = NoEpilogue<A>>
+// NS: key vectors per head-dim index in kt's chunk (N < NS: only the chunk's first N vectors, for a block whose
+// rows see no key beyond them).
+template <class A, int R, int N, class Epi = NoEpilogue<A>, int NS = N>
 __attribute__((noinline)) void qk_block(const A* q, int64_t ldq, const A* kt, int64_t head_dim, A* __restrict s,
                                         int64_t lds, Vec<A>* vmax, const Epi& epi = Epi{}, int64_t key0 = 0) {
   using V = Vec<A>;
@@ -159,7 +161,7 @@ __attribute__((noinline)) void qk_block(const A* q, int64_t ldq, const A* kt, in
       epi.prefetch(d - d0, d0 == 0, key0);
       V kv[N];
       TILEATTN_UNROLL
-      for (int n = 0; n < N; ++n) kv[n] = V::load(kt + (d * N + n) * W);
+      for (int n = 0; n < N; ++n) kv[n] = V::load(kt + (d * NS + n) * W);
       TILEATTN_UNROLL
       for (int r = 0; r < R; ++r) {
         const V qv = V::set1(q[r * ldq + d]);
@@ -176,7 +178,7 @@ __attribute__((noinline)) void qk_block(const A* q, int64_t ldq, const A* kt, in
 // (ldq words apart, a zero after an odd head_dim), kt the keys' pairs laid out as the float K^T with
 // `pairs` in place of head_dim. The sums run in segments of kDotBlock terms as in qk_block; within a
 // pair, d + 1 is added before d.
-template <int R, int N, class Epi = NoEpilogue<float>>
+template <int R, int N, class Epi = NoEpilogue<float>, int NS = N>
 __attribute__((noinline, target("avx512bf16"))) void qk_block_bf16(const uint32_t* q, int64_t ldq, const float* kt,
                                                                    int64_t pairs, float* __restrict s, int64_t lds,
                                                                    Vec<float>* vmax, const Epi& epi = Epi{},
@@ -192,7 +194,7 @@ __attribute__((noinline, target("avx512bf16"))) void qk_block_bf16(const uint32_
       epi.prefetch(d - d0, d0 == 0, key0);
       __m512i kv[N];
       TILEATTN_UNROLL
-      for (int n = 0; n < N; ++n) kv[n] = _mm512_loadu_si512(kt + (d * N + n) * W);
+      for (int n = 0; n < N; ++n) kv[n] = _mm512_loadu_si512(kt + (d * NS + n) * W);
       TILEATTN_UNROLL
       for (int r = 0; r < R; ++r) {
         const __m512i qv = _mm512_set1_epi32(static_cast<int>(q[r * ldq + d]));
@@ -1269,6 +1271,10 @@ class TiledForward {
     // arithmetic whatever its block.
     bool full = !decode_ && nk % (int64_t{W} * NQ) == 0;
     for (int r = 0; r < MR; ++r) full = full && a[r] == 0 && e[r] == nk;
+    // Every row sees a prefix of the tile (the causal diagonal's blocks): the softmax of full blocks, each
+    // row's last vectors cut.
+    bool prefix = !decode_;
+    for (int r = 0; r < MR; ++r) prefix = prefix && a[r] == 0 && e[r] > 0;
     V vmax[MR];
     for (int r = 0; r < MR; ++r) vmax[r] = V::set1(-std::numeric_limits<A>::infinity());
     // The scores of the block: Q K^T, then the element-wise options (each set of options its own code).
@@ -1279,14 +1285,22 @@ class TiledForward {
       if (decode_) {
         qk_dot(ws, rb, static_cast<int>(std::min<int64_t>(MR, nrows - rb)), kbase, vbase, j0, emax);
       } else {
-        const int64_t nvec = round_up(ceil_div(emax, W), NQ);
-        for (int64_t kv = 0; kv < nvec; kv += NQ) {
+        // Key vectors some row of the block sees; a last chunk seen only in part (the diagonal's tile, a
+        // window's edge, the last tile) is computed over those vectors only. (Not a full block.)
+        const int64_t nv = ceil_div(emax, W);
+        for (int64_t kv = 0; kv < nv; kv += NQ) {
           A* s = ws.s + kv * W;
+          const int part = static_cast<int>(std::min<int64_t>(NQ, nv - kv));  // < NQ: the part
 #ifdef TILEATTN_BF16_DOT
           if constexpr (std::is_same_v<T, BFloat16>) {
             if (bf16_dot_) {
               const float* kt = ws.kt + kv * pairs_ * W;  // chunk kv / NQ, as pairs
-              if (F != 0 && full) {
+              if (part < NQ) {
+                detail::with_count<NQ - 1>(part, [&](auto n) {
+                  qk_block_bf16<MR, decltype(n)::value, NoEpilogue<float>, NQ>(ws.qb + rb * pairs_, pairs_, kt,
+                                                                                pairs_, s, lds, nullptr);
+                });
+              } else if (F != 0 && full) {
                 const FusedTransform<A, MR, NQ, F> epi{xf};
                 qk_block_bf16<MR, NQ>(ws.qb + rb * pairs_, pairs_, kt, pairs_, s, lds, vmax, epi, kv * W);
               } else {
@@ -1297,7 +1311,12 @@ class TiledForward {
           }
 #endif
           const A* kt = ws.kt + kv * p_.head_dim * W;  // chunk kv / NQ
-          if (F != 0 && full) {
+          if (part < NQ) {
+            detail::with_count<NQ - 1>(part, [&](auto n) {
+              qk_block<A, MR, decltype(n)::value, NoEpilogue<A>, NQ>(ws.q + rb * dqp_, dqp_, kt, p_.head_dim, s, lds,
+                                                                     nullptr);
+            });
+          } else if (F != 0 && full) {
             const FusedTransform<A, MR, NQ, F> epi{xf};
             qk_block<A, MR, NQ>(ws.q + rb * dqp_, dqp_, kt, p_.head_dim, s, lds, vmax, epi, kv * W);
           } else {
@@ -1329,9 +1348,12 @@ class TiledForward {
     bool live[MR];
     const auto softmax = [&](auto nats) {
       constexpr bool kNats = decltype(nats)::value;
-      if (!full || !softmax_full<kNats>(ws, rb, nk, vmax, xf_c_, alpha_row, live)) {
-        softmax_rows<kNats>(ws, rb, a, e, full || transform_ ? vmax : nullptr, xf_c_, alpha_row, live);
+      const V* vm = full || transform_ ? vmax : nullptr;
+      if (full ? softmax_prefix<kNats, true>(ws, rb, nk, e, vmax, xf_c_, alpha_row, live)
+               : prefix && softmax_cut<kNats>(ws, rb, nk, e, vm, xf_c_, alpha_row, live)) {
+        return;
       }
+      softmax_rows<kNats>(ws, rb, a, e, vm, xf_c_, alpha_row, live);
     };
     nats_ ? softmax(std::true_type{}) : softmax(std::false_type{});
 
@@ -1671,14 +1693,51 @@ class TiledForward {
     }
   }
 
-  // softmax_rows for a full block (every row sees keys [0, nk), nk a whole number of vectors, the row maxima
-  // vmax from the Q K^T epilogue): the same operations in the same order, without the per-vector range and
-  // liveness tests, the rows unrolled. Returns false, having changed nothing, when some row has seen only
-  // -inf so far (it may not be live, or hold a NaN): softmax_rows then decides.
+  // softmax_rows for a block whose rows all see a prefix of the tile: every row r keys [0, e[r]) with
+  // e[r] > 0 (a full block: e = nk for all, nk a whole number of vectors, and the row maxima vmax from the
+  // Q K^T epilogue; else vmax may be null, and the rows' last vectors are cut as softmax_rows cuts them:
+  // the causal diagonal's blocks). The same operations in the same order as softmax_rows, without its
+  // per-vector range and liveness tests, the rows unrolled. Returns false, having changed nothing, when
+  // some row has seen only -inf so far (it may not be live, or hold a NaN): softmax_rows then decides.
+  // softmax_prefix for blocks that are not full, out of line: inlined beside the full blocks' loop, its
+  // code changed that loop's register allocation (float64 D64 2 % slower).
   template <bool kNats>
-  bool softmax_full(const Workspace& ws, int64_t rb, int64_t nk, const V* vmax, A c, A* alpha, bool* live) const {
+  __attribute__((noinline)) bool softmax_cut(const Workspace& ws, int64_t rb, int64_t nk, const int64_t* e,
+                                             const V* vmax_in, A c, A* alpha, bool* live) const {
+    return softmax_prefix<kNats, false>(ws, rb, nk, e, vmax_in, c, alpha, live);
+  }
+
+  template <bool kNats, bool kFull>
+  bool softmax_prefix(const Workspace& ws, int64_t rb, int64_t nk, const int64_t* e, const V* vmax_in, A c,
+                      A* alpha, bool* live) const {
     const A neg_inf = -std::numeric_limits<A>::infinity();
     const int64_t lds = tiles_.block_k;
+    A* const s = ws.s;
+    int64_t v_hi = kFull ? nk / W : 0, v1[MR] = {};
+    if constexpr (!kFull) {
+      for (int r = 0; r < MR; ++r) v1[r] = ceil_div(e[r], W), v_hi = std::max(v_hi, v1[r]);
+    }
+    // Row r's scores of vector v as softmax_rows' visible() leaves them: lanes past e[r] -inf (and every lane
+    // of the vectors past the row's last, which may not have been computed).
+    const auto cut = [&](int r, int64_t v, V x) {
+      if constexpr (kFull) {
+        return x;
+      } else {
+        return v + 1 < v1[r] ? x : keep_first(x, static_cast<int>(std::max<int64_t>(e[r] - v * W, 0)), neg_inf);
+      }
+    };
+    V vmax[MR];
+    if (vmax_in != nullptr) {
+      for (int r = 0; r < MR; ++r) vmax[r] = vmax_in[r];
+    } else {  // as softmax_rows: the max of each row's visible scores, vector by vector
+      for (int r = 0; r < MR; ++r) vmax[r] = V::set1(neg_inf);
+      for (int64_t v = 0; v < v_hi; ++v) {
+        TILEATTN_UNROLL
+        for (int r = 0; r < MR; ++r) {
+          if (v < v1[r]) vmax[r] = max(vmax[r], cut(r, v, V::load(s + r * lds + v * W)));
+        }
+      }
+    }
     A m_new[MR];
     bool any_empty = false;
     TILEATTN_UNROLL
@@ -1700,11 +1759,10 @@ class TiledForward {
       live[r] = true;
     }
     const V cv = V::set1(c);
-    A* const s = ws.s;
-    for (int64_t v = 0; v < nk / W; ++v) {
+    for (int64_t v = 0; v < v_hi; ++v) {
       V x[MR];
       TILEATTN_UNROLL
-      for (int r = 0; r < MR; ++r) x[r] = exponent<kNats>(V::load(s + r * lds + v * W), cv, neg_m[r]);
+      for (int r = 0; r < MR; ++r) x[r] = cut(r, v, exponent<kNats>(V::load(s + r * lds + v * W), cv, neg_m[r]));
       exp2_n<MR>(x);  // p, the rows' exponentials interleaved
       TILEATTN_UNROLL
       for (int r = 0; r < MR; ++r) {
