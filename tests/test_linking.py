@@ -246,7 +246,8 @@ def test_ctypes_error_cases(capi):
     assert "causal must be 0 or 1" in capi.tileattn_last_error().decode()
     assert capi.tileattn_set_num_threads(0) == 1
     assert "num_threads must be in [1, 4096], got 0" in capi.tileattn_last_error().decode()
-    assert capi.tileattn_set_num_threads(4097) == 1  # each thread is an OS thread: capped as the variable
+    # each thread is an OS thread: capped as the variable
+    assert capi.tileattn_set_num_threads(4097) == 1
     assert capi.tileattn_attention(None) == 1
     assert "params is null" in capi.tileattn_last_error().decode()
     # A struct that is too short for this library (for example garbage) is refused, not read past.
