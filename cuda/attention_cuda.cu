@@ -223,6 +223,14 @@ class Mirror {
 
 void attention_cuda(const Params& p, void* stream_ptr) {
   check_cuda_params(p);
+  // The blocks of a launch write their rows of out while others still read q, k and v: an output that
+  // shares memory with an input would race (the CPU entry computes aside instead; here that would cost a
+  // device allocation and a strided copy per call).
+  if (const auto [o, in] = detail::overlapping_output(p, true); o != nullptr) {
+    throw std::invalid_argument(std::string(o) + " overlaps " + in +
+                                ": on the GPU, out and lse must not share memory with q, k, v, mask or bias "
+                                "(pass a separate array)");
+  }
   if (p.batch == 0 || p.heads_q == 0 || p.seq_q == 0) return;
   const cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
   DeviceScratch scratch(stream);

@@ -370,6 +370,25 @@ def test_torch_out_and_stream(rng):
     assert torch.equal(explicit, out)
 
 
+@needs_gpu
+def test_gpu_out_sharing_memory_with_an_input_is_refused():
+    """GPU arrays: the blocks of a launch write out while others still read the inputs, so an out that
+    shares memory with q, k, v, mask or bias is a ValueError naming both (the CPU computes aside)."""
+    torch = torch_cuda()
+    q, k, v = (torch.randn(1, 2, 64, 32, device="cuda") for _ in range(3))
+    for name, out in (("q", q), ("k", k), ("v", v)):
+        with pytest.raises(ValueError, match=f"out overlaps {name}"):
+            tileattn.attention(q, k, v, out=out)
+    bias = torch.randn(1, 2, 64, 64, device="cuda")
+    with pytest.raises(ValueError, match="out overlaps bias"):
+        tileattn.attention(q, k, v, bias=bias, out=bias[..., :32])
+    before = k.clone()
+    out = torch.empty_like(q)
+    tileattn.attention(q, k, v, out=out)  # separate arrays: fine, and the inputs untouched
+    torch.cuda.synchronize()
+    assert torch.equal(k, before)
+
+
 def test_gpu_path_plumbing(monkeypatch):
     """What the GPU path hands the core (without a GPU): element strides of the bhsd views of bshd
     arrays, broadcast masks as zero strides, options, the stream, and out returned as given."""

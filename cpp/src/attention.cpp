@@ -313,22 +313,30 @@ bool zero_scale(const Params& p) { return p.scale == 0; }
 
 }  // namespace
 
-namespace {
-
-// Whether out or lse shares a byte with an array the call reads (by their byte ranges: conservative).
-bool outputs_overlap_inputs(const Params& p) {
+std::pair<const char*, const char*> detail::overlapping_output(const Params& p, bool device_arrays) {
+  const auto is_output = [](const ArrayDesc& a) {
+    return std::strcmp(a.name, "out") == 0 || std::strcmp(a.name, "lse") == 0;
+  };
+  const auto on_device = [](const ArrayDesc& a) {
+    for (const char* name : {"q", "k", "v", "mask", "bias"}) {
+      if (std::strcmp(a.name, name) == 0) return true;
+    }
+    return false;
+  };
   const ArrayList arrays = arrays_of(p);
   for (const ArrayDesc& o : arrays) {
-    if (std::strcmp(o.name, "out") != 0 && std::strcmp(o.name, "lse") != 0) continue;
+    if (!is_output(o)) continue;
     const auto [o_lo, o_hi] = byte_range(o);
     for (const ArrayDesc& a : arrays) {
-      if (std::strcmp(a.name, "out") == 0 || std::strcmp(a.name, "lse") == 0) continue;
+      if (is_output(a) || (device_arrays && !on_device(a))) continue;
       const auto [a_lo, a_hi] = byte_range(a);
-      if (o_lo <= a_hi && a_lo <= o_hi) return true;
+      if (o_lo <= a_hi && a_lo <= o_hi) return {o.name, a.name};
     }
   }
-  return false;
+  return {nullptr, nullptr};
 }
+
+namespace {
 
 // Copies the dense (nb, heads, seq, dim) array `from` into `to` with the given strides, element by element.
 void copy_into(const unsigned char* from, void* to, const std::array<Dim, 4>& dims, int64_t elem) {
@@ -384,7 +392,7 @@ void run_aside(const Params& p) {
 void attention(const Params& p) {
   detail::validate(p);
   if (p.batch == 0 || p.heads_q == 0 || p.seq_q == 0) return;
-  if (outputs_overlap_inputs(p)) {
+  if (detail::overlapping_output(p, false).first != nullptr) {
     run_aside(p);
   } else {
     run(p);

@@ -416,7 +416,9 @@ def attention(
             causal/window offset of sequence ``b`` is ``kv_lengths[b] - q_lengths[b]``.
         return_lse: also return ``lse = log(sum_j exp(score_j))`` over the visible keys, shape
             ``(B, Hq, Sq)`` (leading dims follow the rank), float32 (float64 for float64 inputs).
-        out: array of the output's exact shape and dtype (any strides) that receives the result.
+        out: array of the output's exact shape and dtype (any strides) that receives the result. It
+            may share memory with the inputs (the result is then computed aside and copied in), except
+            with GPU arrays, where sharing memory with q, k, v, mask or bias is a ValueError.
         num_threads: threads for this call; default :func:`get_num_threads` (CPU only).
         device: ``"auto"`` (default) follows the inputs: GPU arrays (``__cuda_array_interface__`` or
             ``__dlpack__`` on a CUDA device: CuPy, PyTorch CUDA tensors) run on their GPU in place and

@@ -127,7 +127,8 @@ TILEATTN_API CudaInfo cuda_info();
 // bias are device memory; q_lengths, kv_lengths, cu_seqlens and alibi_slopes are host memory (copied).
 // Queued on `stream` (a cudaStream_t; nullptr = the default stream); returns without waiting. float16
 // and bfloat16 run on tensor cores when no mask, bias, ALiBi or softcap is given and D, Dv <= 256;
-// everything else runs on CUDA cores. head_dim and head_dim_v must be <= 256. Throws
+// everything else runs on CUDA cores. head_dim and head_dim_v must be <= 256. out and lse must not share
+// memory with q, k, v, mask or bias (attention() computes such calls aside; here it is an error). Throws
 // std::invalid_argument for bad parameters and std::runtime_error for CUDA errors or a build without CUDA.
 TILEATTN_API void attention_cuda(const Params& p, void* stream);
 // The same on host memory: copies what the arrays span to the current device, computes, copies out and
