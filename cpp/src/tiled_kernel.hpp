@@ -1699,14 +1699,6 @@ class TiledForward {
   // the causal diagonal's blocks). The same operations in the same order as softmax_rows, without its
   // per-vector range and liveness tests, the rows unrolled. Returns false, having changed nothing, when
   // some row has seen only -inf so far (it may not be live, or hold a NaN): softmax_rows then decides.
-  // softmax_prefix for blocks that are not full, out of line: inlined beside the full blocks' loop, its
-  // code changed that loop's register allocation (float64 D64 2 % slower).
-  template <bool kNats>
-  __attribute__((noinline)) bool softmax_cut(const Workspace& ws, int64_t rb, int64_t nk, const int64_t* e,
-                                             const V* vmax_in, A c, A* alpha, bool* live) const {
-    return softmax_prefix<kNats, false>(ws, rb, nk, e, vmax_in, c, alpha, live);
-  }
-
   template <bool kNats, bool kFull>
   bool softmax_prefix(const Workspace& ws, int64_t rb, int64_t nk, const int64_t* e, const V* vmax_in, A c,
                       A* alpha, bool* live) const {
@@ -1773,6 +1765,14 @@ class TiledForward {
     TILEATTN_UNROLL
     for (int r = 0; r < MR; ++r) ws.l[rb + r] = ws.l[rb + r] * alpha[r] + reduce_add(vsum[r]);  // l = alpha l + rowsum(p)
     return true;
+  }
+
+  // softmax_prefix for blocks that are not full, out of line: inlined beside the full blocks' loop, its
+  // code changed that loop's register allocation (float64 D64 2 % slower).
+  template <bool kNats>
+  __attribute__((noinline)) bool softmax_cut(const Workspace& ws, int64_t rb, int64_t nk, const int64_t* e,
+                                             const V* vmax_in, A c, A* alpha, bool* live) const {
+    return softmax_prefix<kNats, false>(ws, rb, nk, e, vmax_in, c, alpha, live);
   }
 
 #ifdef TILEATTN_AMX
