@@ -14,7 +14,14 @@ namespace tileattn::detail {
 
 constexpr int64_t kKvTileBytes = 64 * 1024;  // packed K^T + V of one KV tile (in L2; its K^T or V half in L1)
 constexpr int64_t kL1TileBytes = 32 * 1024;  // a larger tile: register blocks in groups (see TiledForward)
-constexpr int64_t kItemBytes = 256 * 1024;   // packed Q rows + output accumulators of one work item
+// Packed Q rows + output accumulators of one work item. Every item packs each K/V tile it visits, so the
+// packing is paid once per item: 512 KiB items (512 rows at D 64 + Dv 64 in float32, 256 at 128 + 128)
+// pack half as often as 256 KiB ones, +2-5 % on one thread at S2048 D64 / S4096 D128 (about +1 % on two;
+// 1 MiB measured the same as 512 KiB; bench/RESULTS.md, nineteenth session). Never changes a result.
+constexpr int64_t kItemBytes = 512 * 1024;
+// The matrix unit's path (AMX) splits K and V once per call into panels, not per item, so larger items save
+// it nothing: it keeps the budget it was measured with.
+constexpr int64_t kAmxItemRowBytes = 256 * 1024;
 constexpr int64_t kChunkBytes = 512 * 1024;  // KV tiles packed at once by an item with a row-wise bias
 constexpr int64_t kChunkMinKeys = 128;       // ... where a KV tile holds at least this many keys
 constexpr int64_t kMaxBlockK = 256;          // keys per KV tile, at most (also the longest P V sum chain)
@@ -32,15 +39,16 @@ struct TileShape {
   int64_t block_k;  // keys per KV tile, a multiple of key_quantum
 };
 
-// key_quantum: keys computed by one register block; elem_bytes: size of the accumulation type.
+// key_quantum: keys computed by one register block; elem_bytes: size of the accumulation type;
+// item_bytes: the budget of an item's rows (kItemBytes, or kAmxItemRowBytes on the matrix unit's path).
 inline TileShape choose_tiles(int64_t batch, int64_t heads_kv, int64_t group, int64_t seq_q, int64_t head_dim,
-                              int64_t head_dim_v_padded, int64_t elem_bytes, int64_t key_quantum,
-                              int threads) {
+                              int64_t head_dim_v_padded, int64_t elem_bytes, int64_t key_quantum, int threads,
+                              int64_t item_bytes = kItemBytes) {
   const int64_t row_bytes = (head_dim + head_dim_v_padded) * elem_bytes;
   TileShape t{};
   const int64_t max_k = std::max(key_quantum, kMaxBlockK / key_quantum * key_quantum);
   t.block_k = std::clamp(kKvTileBytes / row_bytes / key_quantum * key_quantum, key_quantum, max_k);
-  t.block_q = std::clamp(kItemBytes / row_bytes / group, int64_t{1}, std::max<int64_t>(seq_q, 1));
+  t.block_q = std::clamp(item_bytes / row_bytes / group, int64_t{1}, std::max<int64_t>(seq_q, 1));
   // Smaller items when there are too few for the threads; block_q never changes any result.
   const int64_t heads = std::max<int64_t>(batch * heads_kv, 1);
   while (t.block_q > kMinBlockQ && heads * ceil_div(seq_q, t.block_q) < kItemsPerThread * threads) {

@@ -548,6 +548,12 @@ class TiledForward {
           all_rows * (6 * dq_ + 4 * dvp_) + 6 * panel_keys_ * (dq_ + dvp_) <= kAmxItemBytes) {
         tiles_.block_q = geo_.max_rows();
         q_blocks_ = 1;
+      } else {
+        tiles_.block_q = detail::choose_tiles(p.batch, p.heads_kv, group_, geo_.max_rows(), p.head_dim, dvp_,
+                                              static_cast<int64_t>(sizeof(A)), int64_t{W} * NQ, threads,
+                                              detail::kAmxItemRowBytes)
+                             .block_q;
+        q_blocks_ = ceil_div(geo_.max_rows(), tiles_.block_q);
       }
       rows_cap_ = round_up(round_up(group_ * tiles_.block_q, MR), amx_detail::kRows);
       // (A float32 bias loaded as the start of Q K^T's accumulators, the query rows carrying the scale,
