@@ -1,0 +1,125 @@
+// What the softmax's instructions cost beside the products' FMAs, one thread (nineteenth session,
+// bench/RESULTS.md). Build from the repository root:
+//   g++ -O2 -std=c++17 -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma -Icpp/src bench/cpp/exp_ports.cpp \
+//     -o exp_ports && taskset -c 1 ./exp_ports
+// Prints, per instruction, its throughput alone (12 independent chains) and what 6 of it add to an
+// iteration of 12 independent FMAs; then what one or more of the kernels' own float32 exponentials
+// (exp2_n from simd_avx512.hpp, on independent inputs) add to the same iteration. An instruction that adds
+// nothing issues on other ports than the FMAs'; the FMAs alone take 6 cycles per iteration (2 per cycle).
+#include <chrono>
+#include <cstdio>
+
+#include "half.hpp"  // simd_avx512.hpp converts its types
+#define TILEATTN_ISA_NS exp_ports
+#include "simd_avx512.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr long kIters = 20000000;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+float sink(const __m512* a, int n) {
+  float s = 0;
+  for (int i = 0; i < n; ++i) s += _mm512_cvtss_f32(a[i]);
+  return s;
+}
+
+// op(x, b): one instruction (or a dependent pair) under test.
+template <class Op>
+void alone(const char* name, Op op) {
+  __m512 a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_ps(0.5f + i * 1e-3f);
+  const __m512 b = _mm512_set1_ps(0.999f);
+  const auto t0 = Clock::now();
+  for (long k = 0; k < kIters; ++k) {
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) a[i] = op(a[i], b);
+  }
+  const double s = seconds_since(t0);
+  std::printf("  %-10s alone: %.3f ns per instruction (%g)\n", name, s / kIters / 12 * 1e9, sink(a, 12));
+}
+
+template <class Op>
+void beside_fma(const char* name, Op op) {
+  __m512 a[12], o[6];
+  for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_ps(0.5f + i * 1e-3f);
+  for (int i = 0; i < 6; ++i) o[i] = _mm512_set1_ps(0.7f + i * 1e-3f);
+  const __m512 b = _mm512_set1_ps(0.999f);
+  const auto t0 = Clock::now();
+  for (long k = 0; k < kIters; ++k) {
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) a[i] = _mm512_fmadd_ps(a[i], b, b);
+#pragma GCC unroll 6
+    for (int i = 0; i < 6; ++i) o[i] = op(o[i], b);
+  }
+  const double s = seconds_since(t0);
+  std::printf("  12 fma + 6 %-10s %.3f ns per iteration (%g)\n", name, s / kIters * 1e9, sink(a, 12) + sink(o, 6));
+}
+
+// 12 FMAs and K exponentials of independent inputs (each input one add from the last: the adds' chains are
+// short and issue beside the FMAs).
+template <int K>
+void exps_beside_fma() {
+  namespace ns = tileattn::kernels::exp_ports;
+  __m512 a[12], o[K > 0 ? K : 1], x[K > 0 ? K : 1];
+  for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_ps(0.5f + i * 1e-3f);
+  for (int i = 0; i < (K > 0 ? K : 1); ++i) {
+    o[i] = _mm512_setzero_ps();
+    x[i] = _mm512_set1_ps(-3.3f - i * 0.01f);
+  }
+  const __m512 b = _mm512_set1_ps(0.999f), d = _mm512_set1_ps(-1e-6f);
+  const auto t0 = Clock::now();
+  for (long k = 0; k < kIters; ++k) {
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) a[i] = _mm512_fmadd_ps(a[i], b, b);
+    ns::Vec<float> e[K > 0 ? K : 1];
+#pragma GCC unroll 4
+    for (int i = 0; i < K; ++i) {
+      x[i] = _mm512_add_ps(x[i], d);
+      e[i].v = x[i];
+    }
+    if constexpr (K > 0) ns::exp2_n<K>(e);
+#pragma GCC unroll 4
+    for (int i = 0; i < K; ++i) o[i] = _mm512_add_ps(o[i], e[i].v);
+  }
+  const double s = seconds_since(t0);
+  std::printf("  12 fma + %d exp2: %.3f ns per iteration (%g)\n", K, s / kIters * 1e9, sink(a, 12) + sink(o, K > 0 ? K : 1));
+}
+
+}  // namespace
+
+int main() {
+  const auto fma = [](__m512 x, __m512 b) { return _mm512_fmadd_ps(x, b, b); };
+  const auto add = [](__m512 x, __m512 b) { return _mm512_add_ps(x, b); };
+  const auto max = [](__m512 x, __m512 b) { return _mm512_max_ps(x, b); };
+  const auto reduce = [](__m512 x, __m512) { return _mm512_reduce_ps(x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); };
+  const auto scalef = [](__m512 x, __m512 b) { return _mm512_scalef_ps(x, b); };
+  const auto perm = [](__m512 x, __m512 b) { return _mm512_permutexvar_ps(_mm512_castps_si512(b), x); };
+  const auto cmp_blend = [](__m512 x, __m512 b) {
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, b, _CMP_NLT_UQ), x, b);
+  };
+  std::printf("throughput alone (12 independent chains):\n");
+  alone("fma", fma);
+  alone("add", add);
+  alone("max", max);
+  alone("reduce", reduce);
+  alone("scalef", scalef);
+  alone("permps", perm);
+  alone("cmp+blend", cmp_blend);
+  std::printf("beside the FMAs:\n");
+  beside_fma("nothing", [](__m512 x, __m512) { return x; });
+  beside_fma("add", add);
+  beside_fma("max", max);
+  beside_fma("reduce", reduce);
+  beside_fma("scalef", scalef);
+  beside_fma("permps", perm);
+  beside_fma("cmp+blend", cmp_blend);
+  std::printf("the kernels' exponential (exp2_n, 10 instructions, 6 of them FMAs) beside the FMAs:\n");
+  exps_beside_fma<0>();
+  exps_beside_fma<1>();
+  exps_beside_fma<2>();
+  exps_beside_fma<3>();
+  return 0;
+}
