@@ -53,6 +53,38 @@ def test_tile_boundaries(rng, path, dtype, d):
         check_against_oracle(q, k, v, path, causal=True, num_threads=1)
 
 
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+def test_decode_rows_and_key_counts(rng, path, dtype):
+    """The decode path (at most 16 query rows per kv head: dot products on K rows, kDotKeys keys at a time,
+    P V of the rows that see the same keys together): every count of rows per kv head from 1 to 16, key
+    counts that leave 1-3 keys past a group of 4 and a partial last tile, head dims below, at and off the
+    vector width, Dv != D, causal with sq > 1 (rows that see different keys go apart), strided K and V."""
+    for hq, hkv, sq in [
+        (1, 1, 1),
+        (2, 1, 1),
+        (3, 1, 1),
+        (8, 2, 1),
+        (5, 1, 1),
+        (6, 1, 1),
+        (7, 1, 1),
+        (4, 1, 2),
+        (3, 1, 3),
+        (16, 1, 1),
+        (4, 2, 4),
+        (12, 3, 1),
+        (1, 1, 16),
+    ]:
+        for sk, d, dv in [(1, 8, 8), (5, 3, 17), (70, 64, 64), (131, 128, 96), (2049 + 2, 33, 16)]:
+            for causal in (False, True):
+                q, k, v = qkv(rng, b=2, hq=hq, hkv=hkv, sq=sq, sk=sk, d=d, dv=dv, dtype=dtype)
+                check_against_oracle(q, k, v, path, causal=causal)
+    q, k, v = qkv(rng, b=1, hq=8, hkv=2, sq=1, sk=2 * 131, d=64, dtype=dtype)
+    k, v = k[:, :, ::2, :], v[:, :, 1::2, :]  # every other key row
+    check_against_oracle(q, k, v, path)
+    k_cols = np.swapaxes(np.swapaxes(k, 2, 3).copy(), 2, 3)  # K's columns strided
+    check_against_oracle(q, k_cols, v, path)
+
+
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize(
     ("hq", "hkv"),

@@ -24,6 +24,11 @@ struct Blocking {
   static constexpr int kRows = 4;
   static constexpr int kQkVecs = 3;
   static constexpr int kPvVecs = 3;
+  // Decoding (dot products on K rows as stored): 2 rows x 4 keys = 8 accumulators and 4 K vectors; P V
+  // of up to 4 rows sharing their keys, with at most 12 output vectors in registers.
+  static constexpr int kDotRows = 2;
+  static constexpr int kDecodePvRows = 4;
+  static constexpr int kDecodePvAccs = 12;
 };
 
 template <>
@@ -64,6 +69,16 @@ inline float reduce_max(Vec<float> x) {
   q = _mm_max_ps(q, _mm_movehl_ps(q, q));
   q = _mm_max_ss(q, _mm_movehdup_ps(q));
   return _mm_cvtss_f32(q);
+}
+// The four sums of a, b, c, d into out[0..3], in a fixed order (pairs of lanes within 128-bit lanes,
+// then the two halves): 9 instructions for four sums where four reduce_add take 24.
+inline void reduce_add4(Vec<float> a, Vec<float> b, Vec<float> c, Vec<float> d, float* out) {
+  const __m256 ab = _mm256_add_ps(_mm256_unpacklo_ps(a.v, b.v), _mm256_unpackhi_ps(a.v, b.v));
+  const __m256 cd = _mm256_add_ps(_mm256_unpacklo_ps(c.v, d.v), _mm256_unpackhi_ps(c.v, d.v));
+  const __m256d abd = _mm256_castps_pd(ab), cdd = _mm256_castps_pd(cd);
+  const __m256 s = _mm256_add_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(abd, cdd)),
+                                 _mm256_castpd_ps(_mm256_unpackhi_pd(abd, cdd)));  // [a b c d] per 128 bits
+  _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1)));
 }
 inline Vec<float> keep_first(Vec<float> x, int n, float fill) {
   const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -162,6 +177,11 @@ inline double reduce_max(Vec<double> x) {
   __m128d q = _mm_max_pd(_mm256_castpd256_pd128(x.v), _mm256_extractf128_pd(x.v, 1));
   q = _mm_max_sd(q, _mm_unpackhi_pd(q, q));
   return _mm_cvtsd_f64(q);
+}
+inline void reduce_add4(Vec<double> a, Vec<double> b, Vec<double> c, Vec<double> d, double* out) {
+  const __m256d ab = _mm256_add_pd(_mm256_unpacklo_pd(a.v, b.v), _mm256_unpackhi_pd(a.v, b.v));  // [a b a b]
+  const __m256d cd = _mm256_add_pd(_mm256_unpacklo_pd(c.v, d.v), _mm256_unpackhi_pd(c.v, d.v));
+  _mm256_storeu_pd(out, _mm256_add_pd(_mm256_permute2f128_pd(ab, cd, 0x20), _mm256_permute2f128_pd(ab, cd, 0x31)));
 }
 inline Vec<double> keep_first(Vec<double> x, int n, double fill) {
   const __m256i keep = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));

@@ -25,6 +25,11 @@ struct Blocking {
   static constexpr int kRows = 6;
   static constexpr int kQkVecs = 4;
   static constexpr int kPvVecs = 4;
+  // Decoding (dot products on K rows as stored): up to 6 rows x 4 keys = 24 accumulators and 4 K vectors;
+  // P V of up to 6 rows sharing their keys, with at most 24 output vectors in registers.
+  static constexpr int kDotRows = 6;
+  static constexpr int kDecodePvRows = 6;
+  static constexpr int kDecodePvAccs = 24;
 };
 
 template <>
@@ -67,6 +72,17 @@ inline float reduce_max(Vec<float> x) {
   q = _mm_max_ps(q, _mm_movehl_ps(q, q));
   q = _mm_max_ss(q, _mm_movehdup_ps(q));
   return _mm_cvtss_f32(q);
+}
+// The four sums of a, b, c, d into out[0..3], in a fixed order (pairs of lanes within 128-bit lanes,
+// then the 128-bit lanes): 13 instructions for four sums where four reduce_add take 28.
+inline void reduce_add4(Vec<float> a, Vec<float> b, Vec<float> c, Vec<float> d, float* out) {
+  const __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a.v, b.v), _mm512_unpackhi_ps(a.v, b.v));
+  const __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(c.v, d.v), _mm512_unpackhi_ps(c.v, d.v));
+  const __m512d abd = _mm512_castps_pd(ab), cdd = _mm512_castps_pd(cd);
+  const __m512 s = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(abd, cdd)),
+                                 _mm512_castpd_ps(_mm512_unpackhi_pd(abd, cdd)));  // [a b c d] per 128 bits
+  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(s), _mm512_extractf32x8_ps(s, 1));
+  _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
 }
 inline Vec<float> keep_first(Vec<float> x, int n, float fill) {
   const __mmask16 keep = n >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << n) - 1u);
@@ -206,6 +222,14 @@ inline double reduce_max(Vec<double> x) {
   __m128d q = _mm_max_pd(_mm256_castpd256_pd128(h), _mm256_extractf128_pd(h, 1));
   q = _mm_max_sd(q, _mm_unpackhi_pd(q, q));
   return _mm_cvtsd_f64(q);
+}
+inline void reduce_add4(Vec<double> a, Vec<double> b, Vec<double> c, Vec<double> d, double* out) {
+  const __m512d ab = _mm512_add_pd(_mm512_unpacklo_pd(a.v, b.v), _mm512_unpackhi_pd(a.v, b.v));  // [a b] x 4
+  const __m512d cd = _mm512_add_pd(_mm512_unpacklo_pd(c.v, d.v), _mm512_unpackhi_pd(c.v, d.v));
+  const __m512d u = _mm512_add_pd(_mm512_shuffle_f64x2(ab, cd, _MM_SHUFFLE(2, 0, 2, 0)),
+                                  _mm512_shuffle_f64x2(ab, cd, _MM_SHUFFLE(3, 1, 3, 1)));  // [ab ab cd cd]
+  const __m512d w = _mm512_shuffle_f64x2(u, u, _MM_SHUFFLE(3, 1, 2, 0));                   // [ab cd ab cd]
+  _mm256_storeu_pd(out, _mm256_add_pd(_mm512_castpd512_pd256(w), _mm512_extractf64x4_pd(w, 1)));
 }
 inline Vec<double> keep_first(Vec<double> x, int n, double fill) {
   const __mmask8 keep = n >= 8 ? __mmask8(0xff) : static_cast<__mmask8>((1u << n) - 1u);

@@ -5,7 +5,7 @@
 //
 // Contract of every Vec implementation (the tiled kernel uses nothing else):
 //   Vec<A>::kWidth, load/store (unaligned), set1, zero, fmadd(a, b, c) = a * b + c, add, mul, max,
-//   reduce_add / reduce_max (fixed order), exp2, keep_first(x, n, fill) (lanes >= n become fill).
+//   reduce_add / reduce_add4 / reduce_max (fixed order), exp2, keep_first(x, n, fill) (lanes >= n become fill).
 // exp2 returns exactly 0 for x < -126 (float) / -1022 (double), including -inf, and NaN for NaN.
 
 #include <cstdint>
@@ -27,6 +27,10 @@ struct Blocking {
   static constexpr int kRows = 4;
   static constexpr int kQkVecs = 2;
   static constexpr int kPvVecs = 2;
+  // Decoding (dot products on K rows as stored): 1 row x 4 keys; P V of up to 2 rows sharing their keys.
+  static constexpr int kDotRows = 1;
+  static constexpr int kDecodePvRows = 2;
+  static constexpr int kDecodePvAccs = 8;
 };
 
 namespace generic_detail {
@@ -256,6 +260,11 @@ inline A reduce_add(Vec<A> x) {
     for (int i = 0; i < w; ++i) lanes[i] += lanes[i + w];
   }
   return lanes[0];
+}
+// The four sums of a, b, c, d into out[0..3] (each as reduce_add).
+template <class A>
+inline void reduce_add4(Vec<A> a, Vec<A> b, Vec<A> c, Vec<A> d, A* out) {
+  out[0] = reduce_add(a), out[1] = reduce_add(b), out[2] = reduce_add(c), out[3] = reduce_add(d);
 }
 template <class A>
 inline A reduce_max(Vec<A> x) {

@@ -65,7 +65,7 @@ constexpr int64_t kDecodeRows = 16;
 constexpr int64_t kDecodeChunkKeys = 2048;
 constexpr int64_t kDecodeMaxChunks = 256;
 constexpr int64_t kDecodeBlockK = 64;  // keys per tile when decoding
-constexpr int64_t kPrefetchKeys = 16;   // decoding streams K rows from memory: prefetch this many keys ahead
+constexpr int64_t kPrefetchKeys = 32;   // decoding streams K rows from memory: prefetch this many keys ahead
 constexpr int64_t kDecodePvChain = 16;  // decoding sums p * v in chains of this many keys (accuracy)
 constexpr int64_t kPrefetchTiles = 2;   // a row's mask and bias are prefetched this many KV tiles ahead
 

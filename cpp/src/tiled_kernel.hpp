@@ -1154,41 +1154,71 @@ class TiledForward {
     return {ws.vt, dvp_};
   }
 
-  // Key row j as A, padded with zeros to dqp_ (the caller's row itself when that is already so).
-  const A* key_row(const Workspace& ws, int64_t kbase, int64_t j) const {
+  // Key row j as A, padded with zeros to dqp_ (the caller's row itself when that is already so, else staged
+  // in slot `slot` of ws.ks, which holds W >= kDotKeys rows of dqp_).
+  const A* key_row(const Workspace& ws, int64_t kbase, int64_t j, int slot = 0) const {
     if constexpr (std::is_same_v<T, A>) {
       if (p_.k_dim_stride == 1 && dqp_ == p_.head_dim) {
         return reinterpret_cast<const A*>(static_cast<const char*>(p_.k) + (kbase + j * p_.k_seq_stride) * int64_t{sizeof(T)});
       }
     }
-    read_row<A, T>(p_.k, kbase + j * p_.k_seq_stride, p_.k_dim_stride, p_.head_dim, ws.ks);
-    std::fill(ws.ks + p_.head_dim, ws.ks + dqp_, A(0));
-    return ws.ks;
+    A* dst = ws.ks + slot * dqp_;
+    read_row<A, T>(p_.k, kbase + j * p_.k_seq_stride, p_.k_dim_stride, p_.head_dim, dst);
+    std::fill(dst + p_.head_dim, dst + dqp_, A(0));
+    return dst;
   }
 
-  // Decoding: S[r][j] = q_r . k_{j0 + j} for j < nk and the `rows` rows of the block, as dot products over d
-  // (W lanes, then a fixed-order lane sum: a pairwise-like summation, accurate) on the key rows as stored.
-  // The loop is bound by memory, so it prefetches K rows kPrefetchKeys ahead and this tile's V rows.
+  // Decoding: S[r][j] = q_r . k_{j0 + j} for j < nk and the `rows` rows of the block, as dot products over d on
+  // the key rows as stored: kDotKeys keys at a time against up to kDotRows rows (each K and q vector loaded
+  // once per group), W lanes each, then a fixed-order lane sum (reduce_add4: pairs within 128 bits, then
+  // across), as accurate as a pairwise sum. The loop is bound by memory, and the hardware prefetchers alone
+  // reach 8 GB/s of one core's 26 here (Zen 4): it asks for K rows kPrefetchKeys ahead and for the next
+  // tile's V rows, both into L2 (into L1, a tile of V at D128, as large as L1, evicts what is in use; the
+  // A/B is in bench/RESULTS.md, twenty-first session).
+  static constexpr int kDotKeys = 4;
   void qk_dot(const Workspace& ws, int64_t rb, int rows, int64_t kbase, int64_t vbase, int64_t j0,
               int64_t nk) const {
-    detail::with_count<MR>(rows, [&](auto rows_c) {
-      constexpr int R = decltype(rows_c)::value;
-      const int64_t lds = tiles_.block_k;
-      const A* q = ws.q + rb * dqp_;
-      for (int64_t j = 0; j < nk; ++j) {
-        prefetch_row<3>(p_.k, kbase + (j0 + j + detail::kPrefetchKeys) * p_.k_seq_stride, p_.k_dim_stride,
+    constexpr int G = Blocking<A>::kDotRows;
+    const int64_t lds = tiles_.block_k;
+    for (int64_t j = 0; j < nk; j += kDotKeys) {
+      const int kj = static_cast<int>(std::min<int64_t>(kDotKeys, nk - j));
+      const A* k[kDotKeys];
+      for (int t = 0; t < kDotKeys; ++t) {
+        prefetch_row<2>(p_.k, kbase + (j0 + j + t + detail::kPrefetchKeys) * p_.k_seq_stride, p_.k_dim_stride,
                         p_.head_dim);
-        prefetch_row<3>(p_.v, vbase + (j0 + j) * p_.v_seq_stride, p_.v_dim_stride, p_.head_dim_v);
-        const A* k = key_row(ws, kbase, j0 + j);
-        V acc[R];
-        for (int r = 0; r < R; ++r) acc[r] = V::zero();
-        for (int64_t d = 0; d < dqp_; d += W) {
-          const V kv = V::load(k + d);
-          for (int r = 0; r < R; ++r) acc[r] = fmadd(V::load(q + r * dqp_ + d), kv, acc[r]);  // s += q * k
-        }
-        for (int r = 0; r < R; ++r) ws.s[r * lds + j] = reduce_add(acc[r]);
+        prefetch_row<2>(p_.v, vbase + (j0 + j + t + tiles_.block_k) * p_.v_seq_stride, p_.v_dim_stride,
+                        p_.head_dim_v);
+        k[t] = t < kj ? key_row(ws, kbase, j0 + j + t, t) : k[0];  // past the tile: a copy, not stored
       }
-    });
+      for (int r0 = 0; r0 < rows; r0 += G) {
+        detail::with_count<G>(std::min(G, rows - r0), [&](auto rows_c) {
+          constexpr int R = decltype(rows_c)::value;
+          const A* q = ws.q + (rb + r0) * dqp_;
+          V acc[R][kDotKeys];
+          for (int r = 0; r < R; ++r) {
+            for (int t = 0; t < kDotKeys; ++t) acc[r][t] = V::zero();
+          }
+          for (int64_t d = 0; d < dqp_; d += W) {
+            V kv[kDotKeys];
+            for (int t = 0; t < kDotKeys; ++t) kv[t] = V::load(k[t] + d);
+            for (int r = 0; r < R; ++r) {
+              const V qv = V::load(q + r * dqp_ + d);
+              for (int t = 0; t < kDotKeys; ++t) acc[r][t] = fmadd(qv, kv[t], acc[r][t]);  // s += q * k
+            }
+          }
+          for (int r = 0; r < R; ++r) {
+            A* dst = ws.s + (r0 + r) * lds + j;
+            if (kj == kDotKeys) {
+              reduce_add4(acc[r][0], acc[r][1], acc[r][2], acc[r][3], dst);
+            } else {
+              A sums[kDotKeys];
+              reduce_add4(acc[r][0], acc[r][1], acc[r][2], acc[r][3], sums);
+              std::copy(sums, sums + kj, dst);
+            }
+          }
+        });
+      }
+    }
   }
 
   // Asks the caches for the n elements of T at element offset `at` (contiguous rows only). Prefetches never
@@ -1572,11 +1602,58 @@ class TiledForward {
     }
   }
 
-  // Decoding: P V row by row in chains of kDecodePvChain keys: a two-level sum as accurate as a BLAS gemv;
-  // the loop is bound by memory, so the extra adds cost nothing.
+  // Decoding: P V in chains of kDecodePvChain keys, a two-level sum as accurate as a BLAS gemv (the loop is
+  // bound by memory, so the extra adds cost nothing). Rows that see the same keys (a GQA group's heads) go
+  // together, up to kDecodePvRows of them, so that each V vector is loaded once for all of them; each output
+  // element takes the same operations in the same order as pv_chains, whatever the grouping.
   void pv_decode(const A* const* p, A* const* o, const A* alpha, const int64_t* a, const int64_t* e, int rows,
                  const A* vt, int64_t ldv) const {
-    for (int x = 0; x < rows; ++x) pv_chains(p[x], nullptr, o[x], alpha[x], a[x], e[x], detail::kDecodePvChain, vt, ldv);
+    constexpr int kRowsMax = Blocking<A>::kDecodePvRows;
+    for (int x = 0; x < rows;) {
+      int n = 1;
+      while (x + n < rows && n < kRowsMax && a[x + n] == a[x] && e[x + n] == e[x]) ++n;
+      detail::with_count<kRowsMax>(n, [&](auto rows_c) {
+        pv_group<decltype(rows_c)::value>(p + x, o + x, alpha + x, a[x], e[x], vt, ldv);
+      });
+      x += n;
+    }
+  }
+
+  // P V of R rows over the same keys [a, e) in chains of kDecodePvChain keys: o = alpha o + acc for the first
+  // chain, o += acc after (pv_chains' arithmetic), C output vectors of each row in registers at a time.
+  template <int R>
+  void pv_group(const A* const* p, A* const* o, const A* alpha, int64_t a, int64_t e, const A* vt, int64_t ldv) const {
+    constexpr int kCols = std::clamp(Blocking<A>::kDecodePvAccs / R, 1, 8);
+    const int64_t vecs = dvp_ / W;
+    const int64_t passes = ceil_div(vecs, int64_t{kCols});
+    const int cols = static_cast<int>(ceil_div(vecs, passes));  // even passes: 8 vectors as 4 + 4, not 6 + 2
+    for (int64_t col = 0; col < dvp_; col += int64_t{cols} * W) {
+      detail::with_count<kCols>(static_cast<int>(std::min<int64_t>(cols, (dvp_ - col) / W)), [&](auto cols_c) {
+        constexpr int C = decltype(cols_c)::value;
+        for (int64_t j0 = a; j0 < e; j0 += detail::kDecodePvChain) {
+          const int64_t j1 = std::min(e, j0 + detail::kDecodePvChain);
+          V acc[R][C];
+          for (int r = 0; r < R; ++r) {
+            for (int c = 0; c < C; ++c) acc[r][c] = V::zero();
+          }
+          for (int64_t j = j0; j < j1; ++j) {
+            V vv[C];
+            for (int c = 0; c < C; ++c) vv[c] = V::load(vt + j * ldv + col + c * W);
+            for (int r = 0; r < R; ++r) {
+              const V pv = V::set1(p[r][j]);
+              for (int c = 0; c < C; ++c) acc[r][c] = fmadd(pv, vv[c], acc[r][c]);  // acc += p * v
+            }
+          }
+          for (int r = 0; r < R; ++r) {
+            const V av = V::set1(alpha[r]);
+            for (int c = 0; c < C; ++c) {
+              A* dst = o[r] + col + c * W;
+              (j0 == a ? fmadd(V::load(dst), av, acc[r][c]) : add(V::load(dst), acc[r][c])).store(dst);  // o = alpha o + acc
+            }
+          }
+        }
+      });
+    }
   }
 
   // P V when the tile's V holds a non-finite value and some keys are masked: row by row, the masked keys
