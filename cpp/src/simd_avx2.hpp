@@ -18,12 +18,15 @@ struct Vec;
 // fmadd rounds once (a hardware fused multiply-add).
 constexpr bool kFusedFma = true;
 
-// 16 ymm registers: 4 rows x 3 vectors = 12 accumulators, 3 vectors of K or V and one broadcast.
+// 16 ymm registers: 6 rows x 2 vectors = 12 accumulators, 2 vectors of K or V and one broadcast. Against
+// 4 x 3 (one load fewer per 12 FMAs), 6 x 2 makes key tiles and output rows whole multiples of the block
+// (4 x 3 cut D128's P V into five 3-vector blocks and one latency-bound 1-vector block, and D128's key
+// tiles into 48 keys): 3-6 % faster on every shape (bench/RESULTS.md, twenty-first session).
 template <class A>
 struct Blocking {
-  static constexpr int kRows = 4;
-  static constexpr int kQkVecs = 3;
-  static constexpr int kPvVecs = 3;
+  static constexpr int kRows = 6;
+  static constexpr int kQkVecs = 2;
+  static constexpr int kPvVecs = 2;
   // Decoding (dot products on K rows as stored): 2 rows x 4 keys = 8 accumulators and 4 K vectors; P V
   // of up to 4 rows sharing their keys, with at most 12 output vectors in registers.
   static constexpr int kDotRows = 2;
