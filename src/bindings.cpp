@@ -293,6 +293,7 @@ py::dict cpu_info() {
   d["features"] = c.features;
   d["best_isa"] = tileattn::isa_name(c.best_isa);
   d["selected_isa"] = tileattn::isa_name(c.selected_isa);
+  d["bf16_pairs"] = c.bf16_pairs;
   return d;
 }
 

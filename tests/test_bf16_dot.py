@@ -129,3 +129,22 @@ def test_show_config_reports_it(monkeypatch):
     assert "AVX512_BF16" in mode
     monkeypatch.setenv("TILEATTN_BF16_DOT", "0")
     assert tileattn.show_config(as_dict=True)["kernel"]["bfloat16_qk"] == "float32"
+
+
+def test_default_is_pairs_only_where_faster(rng, monkeypatch):
+    """Unset, TILEATTN_BF16_DOT leaves the pairs on where vdpbf16ps outruns two FMAs (AMD) and off on
+    Intel cores (where it runs at about half the FMAs' multiply-add rate): the default gives the bits of
+    that forced mode, and show_config says which."""
+    q, k, v = qkv(rng, b=1, hq=4, sq=256, sk=512, d=64, dtype="bfloat16")
+    forced = {}
+    for mode in ("1", "0"):
+        monkeypatch.setenv("TILEATTN_BF16_DOT", mode)
+        forced[mode] = run(q, k, v, AVX512, return_lse=True)
+    monkeypatch.delenv("TILEATTN_BF16_DOT")
+    default = run(q, k, v, AVX512, return_lse=True)
+    pairs = _core.cpu_info()["vendor"] != "GenuineIntel"
+    expected = forced["1" if pairs else "0"]
+    assert np.array_equal(default[0].view(np.uint16), expected[0].view(np.uint16))
+    assert np.array_equal(default[1], expected[1])
+    assert not np.array_equal(forced["1"][1], forced["0"][1])  # the two modes are told apart
+    assert _core.cpu_info()["bf16_pairs"] is pairs

@@ -188,11 +188,15 @@ Isa best_supported_isa() { return isa_choice().best; }
 Isa selected_isa() { return isa_choice().selected; }
 const std::string& isa_env_problem() { return isa_choice().env_problem; }
 
+bool bf16_dot_faster() { return cpu_features().vendor != "GenuineIntel"; }
+
 bool bf16_dot_enabled() {
   static const bool cpu = isa_runnable(Isa::kAvx512) && cpu_features().avx512_bf16;
   if (!cpu) return false;
   const char* env = std::getenv("TILEATTN_BF16_DOT");
-  return env == nullptr || std::strcmp(env, "0") != 0;
+  if (env != nullptr && std::strcmp(env, "0") == 0) return false;
+  if (env != nullptr && std::strcmp(env, "1") == 0) return true;
+  return bf16_dot_faster();
 }
 
 }  // namespace tileattn::detail

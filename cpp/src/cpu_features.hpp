@@ -44,8 +44,15 @@ Isa selected_isa();
 bool isa_runnable(Isa isa);
 // The value of TILEATTN_ISA when it was not understood, else empty (Python warns at import, by the same rule).
 const std::string& isa_env_problem();
+// Whether vdpbf16ps outruns two float32 FMAs on this CPU, so that the pairs pay for their packing: on AMD
+// (Zen 4 and Zen 5: bfloat16 at 1.19-1.27x the float32 path, bench/RESULTS.md), not on Intel cores, where
+// it issues at a fifth to a quarter of the FMA rate, so its two products per lane give half the FMAs'
+// (0.94-1.26 G instructions/s against 4.8-5.2 on one Emerald Rapids core: 60-81 GFLOP/s against 153-166),
+// and the pairs ran at 0.72-0.8x the float32 path (twenty-second session, bench/RESULTS.md).
+bool bf16_dot_faster();
 // Whether the AVX-512 kernels multiply bfloat16 inputs' Q K^T as pairs (vdpbf16ps): the CPU has
-// AVX512_BF16 and TILEATTN_BF16_DOT is not 0 (read at every call, so that a test can compare both ways).
+// AVX512_BF16, and TILEATTN_BF16_DOT is 1, or is not 0 and bf16_dot_faster(). Read at every call, so that
+// a test can compare both ways.
 bool bf16_dot_enabled();
 
 }  // namespace tileattn::detail

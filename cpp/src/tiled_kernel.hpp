@@ -1575,37 +1575,10 @@ class TiledForward {
     }
   }
 
-  // Chains of keys [a, e) of one row in sub-blocks of `chain` keys starting at a, skipping the keys marked
-  // dead (may be null), merged into o: o = alpha o + acc for the first chain, o += acc after.
-  void pv_chains(const A* p, const uint8_t* dead, A* o, A alpha, int64_t a, int64_t e, int64_t chain, const A* vt,
-                 int64_t ldv) const {
-    constexpr int kCols = 8;  // output vectors held in registers
-    for (int64_t col = 0; col < dvp_; col += kCols * W) {
-      detail::with_count<kCols>(static_cast<int>(std::min<int64_t>(kCols, (dvp_ - col) / W)), [&](auto cols) {
-        constexpr int C = decltype(cols)::value;
-        for (int64_t j0 = a; j0 < e; j0 += chain) {
-          const int64_t j1 = std::min(e, j0 + chain);
-          V acc[C];
-          for (int c = 0; c < C; ++c) acc[c] = V::zero();
-          for (int64_t j = j0; j < j1; ++j) {
-            if (dead != nullptr && dead[j]) continue;  // masked: its value may be inf or NaN
-            const V pv = V::set1(p[j]);
-            for (int c = 0; c < C; ++c) acc[c] = fmadd(pv, V::load(vt + j * ldv + col + c * W), acc[c]);  // acc += p * v
-          }
-          const V av = V::set1(alpha);
-          for (int c = 0; c < C; ++c) {
-            A* dst = o + col + c * W;
-            (j0 == a ? fmadd(V::load(dst), av, acc[c]) : add(V::load(dst), acc[c])).store(dst);  // o = alpha o + acc
-          }
-        }
-      });
-    }
-  }
-
   // Decoding: P V in chains of kDecodePvChain keys, a two-level sum as accurate as a BLAS gemv (the loop is
   // bound by memory, so the extra adds cost nothing). Rows that see the same keys (a GQA group's heads) go
   // together, up to kDecodePvRows of them, so that each V vector is loaded once for all of them; each output
-  // element takes the same operations in the same order as pv_chains, whatever the grouping.
+  // element takes the same operations in the same order whatever the grouping.
   void pv_decode(const A* const* p, A* const* o, const A* alpha, const int64_t* a, const int64_t* e, int rows,
                  const A* vt, int64_t ldv) const {
     constexpr int kRowsMax = Blocking<A>::kDecodePvRows;
@@ -1613,16 +1586,20 @@ class TiledForward {
       int n = 1;
       while (x + n < rows && n < kRowsMax && a[x + n] == a[x] && e[x + n] == e[x]) ++n;
       detail::with_count<kRowsMax>(n, [&](auto rows_c) {
-        pv_group<decltype(rows_c)::value>(p + x, o + x, alpha + x, a[x], e[x], vt, ldv);
+        pv_group<decltype(rows_c)::value, false>(p + x, nullptr, o + x, alpha + x, a[x], e[x], detail::kDecodePvChain,
+                                                 vt, ldv);
       });
       x += n;
     }
   }
 
-  // P V of R rows over the same keys [a, e) in chains of kDecodePvChain keys: o = alpha o + acc for the first
-  // chain, o += acc after (pv_chains' arithmetic), C output vectors of each row in registers at a time.
-  template <int R>
-  void pv_group(const A* const* p, A* const* o, const A* alpha, int64_t a, int64_t e, const A* vt, int64_t ldv) const {
+  // P V of R rows over the same keys [a, e), summed in chains of `chain` keys starting at a, each merged into
+  // O: o = alpha o + acc for the first chain, o += acc after; C output vectors of each row in registers at a
+  // time. With kDead, row r skips the keys that dead[r] marks (masked keys whose value may be inf or NaN:
+  // 0 * inf would be NaN). An output element's operations do not depend on R, C or kDead's other rows.
+  template <int R, bool kDead>
+  void pv_group(const A* const* p, const uint8_t* const* dead, A* const* o, const A* alpha, int64_t a, int64_t e,
+                int64_t chain, const A* vt, int64_t ldv) const {
     constexpr int kCols = std::clamp(Blocking<A>::kDecodePvAccs / R, 1, 8);
     const int64_t vecs = dvp_ / W;
     const int64_t passes = ceil_div(vecs, int64_t{kCols});
@@ -1630,8 +1607,8 @@ class TiledForward {
     for (int64_t col = 0; col < dvp_; col += int64_t{cols} * W) {
       detail::with_count<kCols>(static_cast<int>(std::min<int64_t>(cols, (dvp_ - col) / W)), [&](auto cols_c) {
         constexpr int C = decltype(cols_c)::value;
-        for (int64_t j0 = a; j0 < e; j0 += detail::kDecodePvChain) {
-          const int64_t j1 = std::min(e, j0 + detail::kDecodePvChain);
+        for (int64_t j0 = a; j0 < e; j0 += chain) {
+          const int64_t j1 = std::min(e, j0 + chain);
           V acc[R][C];
           for (int r = 0; r < R; ++r) {
             for (int c = 0; c < C; ++c) acc[r][c] = V::zero();
@@ -1640,6 +1617,9 @@ class TiledForward {
             V vv[C];
             for (int c = 0; c < C; ++c) vv[c] = V::load(vt + j * ldv + col + c * W);
             for (int r = 0; r < R; ++r) {
+              if constexpr (kDead) {
+                if (dead[r][j]) continue;
+              }
               const V pv = V::set1(p[r][j]);
               for (int c = 0; c < C; ++c) acc[r][c] = fmadd(pv, vv[c], acc[r][c]);  // acc += p * v
             }
@@ -1660,7 +1640,7 @@ class TiledForward {
   // skipped (0 * inf would be NaN). Rare; exactness over speed.
   void pv_careful(const A* const* p, A* const* o, const uint8_t* const* dead, const A* alpha, const int64_t* a,
                   const int64_t* e, int rows, const A* vt, int64_t ldv) const {
-    for (int x = 0; x < rows; ++x) pv_chains(p[x], dead[x], o[x], alpha[x], a[x], e[x], detail::kPvChain, vt, ldv);
+    for (int x = 0; x < rows; ++x) pv_group<1, true>(p + x, dead + x, o + x, alpha + x, a[x], e[x], detail::kPvChain, vt, ldv);
   }
 
   // A difference of two row maxima in base-2 units (they are in natural-log units after the transform).

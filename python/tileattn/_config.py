@@ -53,10 +53,10 @@ def _cuda_version(v: int) -> str:
 
 
 def _bfloat16_qk(cpu: dict[str, Any]) -> str:
-    """How the tiled kernel multiplies bfloat16 inputs' Q K^T (the C++ dispatch's rule): as pairs with
-    AVX512_BF16 (vdpbf16ps) at the AVX-512 and AMX levels when the CPU has it and TILEATTN_BF16_DOT is not
-    0, else converted to float32."""
-    pairs = "avx512_bf16" in cpu["features"] and os.environ.get("TILEATTN_BF16_DOT") != "0"
+    """How the tiled kernel multiplies bfloat16 inputs' Q K^T, as the core decides it now (cpu_info reads
+    TILEATTN_BF16_DOT at each call): as pairs with AVX512_BF16 (vdpbf16ps) at the AVX-512 and AMX levels
+    where that is on, else converted to float32."""
+    pairs = bool(cpu["bf16_pairs"])
     if cpu["selected_isa"] == "amx":
         return "AMX tiles; vector path: " + ("bfloat16 pairs (AVX512_BF16)" if pairs else "float32")
     if cpu["selected_isa"] == "avx512" and pairs:

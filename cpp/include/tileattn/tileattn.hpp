@@ -177,6 +177,10 @@ struct CpuInfo {
   std::vector<std::string> features;  // detected features the kernels care about
   Isa best_isa;                       // best level this CPU and the build support
   Isa selected_isa;                   // what kAuto uses (best_isa, or lower if TILEATTN_ISA says so)
+  // Whether the AVX-512 level (and the AMX level's vector path) multiplies bfloat16 inputs' Q K^T as
+  // bfloat16 pairs (AVX512_BF16's vdpbf16ps) now: by default where that is faster than converting to
+  // float32 (AMD, not Intel); TILEATTN_BF16_DOT=1 or 0 forces it on or off (read at this call).
+  bool bf16_pairs;
 };
 TILEATTN_API CpuInfo cpu_info();
 
