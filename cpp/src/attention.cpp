@@ -477,7 +477,7 @@ const char* isa_name(Isa isa) {
 
 CpuInfo cpu_info() {
   const detail::CpuFeatures& f = detail::cpu_features();
-  return CpuInfo{f.vendor,   f.brand, f.names(), detail::best_supported_isa(), detail::selected_isa(),
+  return CpuInfo{f.vendor, f.brand, f.names(), detail::best_supported_isa(), detail::selected_isa(),
                  detail::bf16_dot_enabled()};
 }
 

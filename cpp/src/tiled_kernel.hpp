@@ -1596,7 +1596,7 @@ class TiledForward {
   // P V of R rows over the same keys [a, e), summed in chains of `chain` keys starting at a, each merged into
   // O: o = alpha o + acc for the first chain, o += acc after; C output vectors of each row in registers at a
   // time. With kDead, row r skips the keys that dead[r] marks (masked keys whose value may be inf or NaN:
-  // 0 * inf would be NaN). An output element's operations do not depend on R, C or kDead's other rows.
+  // 0 * inf would be NaN). An output element's operations depend neither on R nor on C.
   template <int R, bool kDead>
   void pv_group(const A* const* p, const uint8_t* const* dead, A* const* o, const A* alpha, int64_t a, int64_t e,
                 int64_t chain, const A* vt, int64_t ldv) const {
