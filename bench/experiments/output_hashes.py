@@ -2,9 +2,9 @@
 
     TILEATTN_ISA=avx512 python output_hashes.py PKG_DIR
 
-Prints the SHA-256 of the outputs and LSEs of 112 calls (float32, float64, float16 and bfloat16; GQA;
-causal in both alignments, a window, a boolean mask, query and key lengths, none; 1 and 2 threads) of
-the tileattn package in PKG_DIR (`pip install . --no-build-isolation --no-deps --target PKG_DIR`). Two
+Prints the SHA-256 of the outputs and LSEs of 154 calls (float32, float64, float16 and bfloat16; GQA;
+decoding; causal in both alignments, a window, a boolean mask, query and key lengths, none; 1 and 2
+threads) of the tileattn package in PKG_DIR (`pip install . --no-build-isolation --no-deps --target PKG_DIR`). Two
 builds give the same hash when they give the same bits; run it under each TILEATTN_ISA (and
 TILEATTN_BF16_DOT=0/1) the machine can run.
 """
@@ -28,6 +28,10 @@ SHAPES = [  # batch, query heads, kv heads, seq_q, seq_k, head dim, dtype
     (1, 2, 2, 1000, 1000, 80, np.float64),
     (1, 4, 4, 200, 200, 64, ml_dtypes.bfloat16),
     (1, 4, 2, 190, 250, 48, np.float16),
+    # decoding (few query rows per kv head: keys split in chunks), added in the twenty-fourth session
+    (1, 32, 8, 1, 9000, 128, np.float32),
+    (1, 16, 2, 3, 5000, 80, np.float32),
+    (2, 8, 8, 1, 3000, 64, np.float16),
 ]
 OPTIONS = ["causal", "window", "top_left", "mask", "q_lengths", "none", "kv_lengths"]
 

@@ -695,6 +695,7 @@ class TiledForward {
     AmxBlock* blocks;  // rows_cap / 32: the blocks of rows that see a tile
     float* abias;      // kAmxTileKeys: one row's bias of a tile, converted to float (a bias not read in place)
     std::size_t bytes;
+    bool lead = false;  // decoding: the item's first tile, whose K rows no earlier tile's P V prefetched
   };
 
   Workspace carve(void* base) const {
@@ -848,6 +849,7 @@ class TiledForward {
     }
     const int64_t kt_elems = tiles_.block_k * p_.head_dim, vt_elems = tiles_.block_k * dvp_;
     const int64_t span = tiles_.block_k * chunk_tiles_;
+    bool led = false;  // a tile of the item has been computed
     for (int64_t c0 = first_tile * tiles_.block_k; c0 < k_end; c0 += span) {
       struct TileRec {
         int64_t j0, nk;
@@ -867,6 +869,8 @@ class TiledForward {
         recs[nt++] = {j0, nk, vt, ldv, may_mask_values_ && !all_finite(vt, ldv, nk)};
       }
       if (nt == 0) continue;
+      const bool lead_span = !led;
+      led = true;
       pf.tile.clear();
       if (!decode_) {
         add_kv_rows(pf.tile, b, g, c0 + span, std::min(k_end, c0 + 2 * span));
@@ -884,6 +888,7 @@ class TiledForward {
           for (int64_t sb = rb; sb < rb_end; sb += MR) {
             pf.tile.step();
             Workspace wsub = ws;
+            wsub.lead = lead_span && t == 0;
             wsub.kt += t * kt_elems;
             wsub.s += n * MR * tiles_.block_k;
             if (wsub.dead != nullptr) wsub.dead += n * MR * tiles_.block_k;
@@ -1137,7 +1142,7 @@ class TiledForward {
   // (decoding); else the packed copy in vt.
   std::pair<const A*, int64_t> pack_v(const Workspace& ws, int64_t vbase, int64_t j0, int64_t nk) const {
     if constexpr (std::is_same_v<T, A>) {
-      if (p_.v_dim_stride == 1 && dvp_ == p_.head_dim_v) {
+      if (v_rows_usable()) {
         const A* rows = reinterpret_cast<const A*>(static_cast<const char*>(p_.v) +
                                                    (vbase + j0 * p_.v_seq_stride) * int64_t{sizeof(T)});
         constexpr int64_t kVecBytes = int64_t{W} * sizeof(A);
@@ -1153,6 +1158,9 @@ class TiledForward {
     }
     return {ws.vt, dvp_};
   }
+
+  // Whether P V can read V's rows as the caller stores them (pack_v: when aligned, or when decoding).
+  bool v_rows_usable() const { return std::is_same_v<T, A> && p_.v_dim_stride == 1 && dvp_ == p_.head_dim_v; }
 
   // Key row j as A, padded with zeros to dqp_ (the caller's row itself when that is already so, else staged
   // in slot `slot` of ws.ks, which holds W >= kDotKeys rows of dqp_).
@@ -1172,22 +1180,32 @@ class TiledForward {
   // the key rows as stored: kDotKeys keys at a time against up to kDotRows rows (each K and q vector loaded
   // once per group), W lanes each, then a fixed-order lane sum (reduce_add4: pairs within 128 bits, then
   // across), as accurate as a pairwise sum. The loop is bound by memory, and the hardware prefetchers alone
-  // reach 8 GB/s of one core's 26 here (Zen 4): it asks for K rows kPrefetchKeys ahead and for the next
-  // tile's V rows, both into L2 (into L1, a tile of V at D128, as large as L1, evicts what is in use; the
-  // A/B is in bench/RESULTS.md, twenty-first session).
+  // reach 8 GB/s of one core's 26 (Zen 4), so the kernel asks for rows ahead, into L2 (into L1, a tile of
+  // V at D128, as large as L1, evicts what is in use; twenty-first session). A software prefetch holds a
+  // fill buffer until its line arrives, so the requests are spread over the tile's time:
+  // - V read in place (float32 and float64 rows of whole vectors): Q K^T asks for this tile's V rows and
+  //   P V (pv_decode) for the next tile's K rows, a key's worth per key of either phase; only the item's
+  //   first tile asks for its own K rows, kPrefetchKeys ahead. With every request in the Q K^T phase (until
+  //   the twenty-fourth session) the fill buffers capped decoding at 10.9 GB/s on one core of Emerald
+  //   Rapids, against 12.0 spread (two threads: 23-25 -> 27-30 GB/s; bench/RESULTS.md).
+  // - V converted by pack_v before each tile's Q K^T (float16, bfloat16, padded rows): Q K^T asks for K
+  //   rows kPrefetchKeys ahead and for the next tile's V rows; P V reads only the converted tile, in L1.
   static constexpr int kDotKeys = 4;
   void qk_dot(const Workspace& ws, int64_t rb, int rows, int64_t kbase, int64_t vbase, int64_t j0,
               int64_t nk) const {
     constexpr int G = Blocking<A>::kDotRows;
     const int64_t lds = tiles_.block_k;
+    const bool spread = v_rows_usable();
     for (int64_t j = 0; j < nk; j += kDotKeys) {
       const int kj = static_cast<int>(std::min<int64_t>(kDotKeys, nk - j));
       const A* k[kDotKeys];
       for (int t = 0; t < kDotKeys; ++t) {
-        prefetch_row<2>(p_.k, kbase + (j0 + j + t + detail::kPrefetchKeys) * p_.k_seq_stride, p_.k_dim_stride,
-                        p_.head_dim);
-        prefetch_row<2>(p_.v, vbase + (j0 + j + t + tiles_.block_k) * p_.v_seq_stride, p_.v_dim_stride,
-                        p_.head_dim_v);
+        if (!spread || (ws.lead && j + t + detail::kPrefetchKeys < nk)) {
+          prefetch_row<2>(p_.k, kbase + (j0 + j + t + detail::kPrefetchKeys) * p_.k_seq_stride, p_.k_dim_stride,
+                          p_.head_dim);
+        }
+        prefetch_row<2>(p_.v, vbase + (j0 + j + t + (spread ? 0 : tiles_.block_k)) * p_.v_seq_stride,
+                        p_.v_dim_stride, p_.head_dim_v);
         k[t] = t < kj ? key_row(ws, kbase, j0 + j + t, t) : k[0];  // past the tile: a copy, not stored
       }
       for (int r0 = 0; r0 < rows; r0 += G) {
@@ -1269,6 +1287,7 @@ class TiledForward {
     int64_t ra[MR], re[MR];
     int active;
     bool careful;
+    int64_t k_next;  // decoding: where the K rows of the tile computed next start in p_.k (-1: none to ask for)
   };
 
   // One register block of rows [rb, rb + MR) against the KV tile [j0, j0 + nk) of sequence b, kv head g:
@@ -1278,6 +1297,9 @@ class TiledForward {
                    detail::RowPrefetcher& pf, PvJob& job) const {
     job.active = 0;
     job.careful = careful;
+    job.k_next = decode_ && v_rows_usable() && p_.k_dim_stride == 1 && next.rb >= 0 && next.j0 != j0
+                     ? kbase + next.j0 * p_.k_seq_stride
+                     : -1;
     pf.step();
     int64_t a[MR], e[MR];  // keys of this tile each row may see: [a[r], e[r])
     int64_t emax = 0;
@@ -1427,7 +1449,7 @@ class TiledForward {
     if (job.careful) {
       pv_careful(job.prow, job.orow, job.drow, job.alpha, job.ra, job.re, job.active, vt, ldv);
     } else if (decode_) {
-      pv_decode(job.prow, job.orow, job.alpha, job.ra, job.re, job.active, vt, ldv);
+      pv_decode(job.prow, job.orow, job.alpha, job.ra, job.re, job.active, vt, ldv, job.k_next);
     } else {
       pv_rows(job.prow, job.orow, job.alpha, job.ra, job.re, job.active, vt, ldv);
     }
@@ -1592,27 +1614,38 @@ class TiledForward {
   // bound by memory, so the extra adds cost nothing). Rows that see the same keys (a GQA group's heads) go
   // together, up to kDecodePvRows of them, so that each V vector is loaded once for all of them; each output
   // element takes the same operations in the same order whatever the grouping.
+  // k_next: the K rows to ask the caches for meanwhile (qk_dot), or -1.
   void pv_decode(const A* const* p, A* const* o, const A* alpha, const int64_t* a, const int64_t* e, int rows,
-                 const A* vt, int64_t ldv) const {
+                 const A* vt, int64_t ldv, int64_t k_next) const {
     constexpr int kRowsMax = Blocking<A>::kDecodePvRows;
     for (int x = 0; x < rows;) {
       int n = 1;
       while (x + n < rows && n < kRowsMax && a[x + n] == a[x] && e[x + n] == e[x]) ++n;
+      const RowAsk ask{x == 0 && k_next >= 0 ? static_cast<const char*>(p_.k) + k_next * int64_t{sizeof(T)} : nullptr,
+                       p_.k_seq_stride * int64_t{sizeof(T)}, p_.head_dim * int64_t{sizeof(T)}};
       detail::with_count<kRowsMax>(n, [&](auto rows_c) {
         pv_group<decltype(rows_c)::value, false>(p + x, nullptr, o + x, alpha + x, a[x], e[x], detail::kDecodePvChain,
-                                                 vt, ldv);
+                                                 vt, ldv, ask);
       });
       x += n;
     }
   }
 
+  // Rows of an array to ask the caches for, one per key of a loop: row j's `bytes` bytes at at + j * stride
+  // (at null: none).
+  struct RowAsk {
+    const char* at = nullptr;
+    int64_t stride = 0, bytes = 0;
+  };
+
   // P V of R rows over the same keys [a, e), summed in chains of `chain` keys starting at a, each merged into
   // O: o = alpha o + acc for the first chain, o += acc after; C output vectors of each row in registers at a
   // time. With kDead, row r skips the keys that dead[r] marks (masked keys whose value may be inf or NaN:
-  // 0 * inf would be NaN). An output element's operations depend neither on R nor on C.
+  // 0 * inf would be NaN). An output element's operations depend neither on R nor on C. At key j, the pass
+  // over output columns [col, col + C W) asks for the same share of ask's row j (the last pass for the rest).
   template <int R, bool kDead>
   void pv_group(const A* const* p, const uint8_t* const* dead, A* const* o, const A* alpha, int64_t a, int64_t e,
-                int64_t chain, const A* vt, int64_t ldv) const {
+                int64_t chain, const A* vt, int64_t ldv, RowAsk ask = {}) const {
     constexpr int kCols = std::clamp(Blocking<A>::kDecodePvAccs / R, 1, 8);
     const int64_t vecs = dvp_ / W;
     const int64_t passes = ceil_div(vecs, int64_t{kCols});
@@ -1620,6 +1653,8 @@ class TiledForward {
     for (int64_t col = 0; col < dvp_; col += int64_t{cols} * W) {
       detail::with_count<kCols>(static_cast<int>(std::min<int64_t>(cols, (dvp_ - col) / W)), [&](auto cols_c) {
         constexpr int C = decltype(cols_c)::value;
+        const int64_t ask_lo = std::min(ask.bytes, col * int64_t{sizeof(T)});
+        const int64_t ask_hi = col + C * W >= dvp_ ? ask.bytes : std::min(ask.bytes, (col + C * W) * int64_t{sizeof(T)});
         for (int64_t j0 = a; j0 < e; j0 += chain) {
           const int64_t j1 = std::min(e, j0 + chain);
           V acc[R][C];
@@ -1627,6 +1662,7 @@ class TiledForward {
             for (int c = 0; c < C; ++c) acc[r][c] = V::zero();
           }
           for (int64_t j = j0; j < j1; ++j) {
+            if (ask.at != nullptr) prefetch_lines<2>(ask.at + j * ask.stride + ask_lo, ask_hi - ask_lo);
             V vv[C];
             for (int c = 0; c < C; ++c) vv[c] = V::load(vt + j * ldv + col + c * W);
             for (int r = 0; r < R; ++r) {
