@@ -1187,7 +1187,7 @@ class TiledForward {
   //   P V (pv_decode) for the next tile's K rows, a key's worth per key of either phase; only the item's
   //   first tile asks for its own K rows, kPrefetchKeys ahead. With every request in the Q K^T phase (until
   //   the twenty-fourth session) the fill buffers capped decoding at 10.9 GB/s on one core of Emerald
-  //   Rapids, against 12.0 spread (two threads: 23-25 -> 27-30 GB/s; bench/RESULTS.md).
+  //   Rapids, against 12.0 spread (two threads: 21-25 -> 24-30 GB/s; bench/RESULTS.md).
   // - V converted by pack_v before each tile's Q K^T (float16, bfloat16, padded rows): Q K^T asks for K
   //   rows kPrefetchKeys ahead and for the next tile's V rows; P V reads only the converted tile, in L1.
   static constexpr int kDotKeys = 4;
