@@ -695,7 +695,7 @@ class TiledForward {
     AmxBlock* blocks;  // rows_cap / 32: the blocks of rows that see a tile
     float* abias;      // kAmxTileKeys: one row's bias of a tile, converted to float (a bias not read in place)
     std::size_t bytes;
-    bool lead = false;  // decoding: the item's first tile, whose K rows no earlier tile's P V prefetched
+    bool k_unasked = false;  // decoding: no earlier tile's P V asked for all of this tile's K rows
   };
 
   Workspace carve(void* base) const {
@@ -849,7 +849,8 @@ class TiledForward {
     }
     const int64_t kt_elems = tiles_.block_k * p_.head_dim, vt_elems = tiles_.block_k * dvp_;
     const int64_t span = tiles_.block_k * chunk_tiles_;
-    bool led = false;  // a tile of the item has been computed
+    // Decoding: the tile whose K rows the last P V asked for, and how many of its rows from its first.
+    int64_t asked_j0 = -1, asked_keys = 0;
     for (int64_t c0 = first_tile * tiles_.block_k; c0 < k_end; c0 += span) {
       struct TileRec {
         int64_t j0, nk;
@@ -869,8 +870,6 @@ class TiledForward {
         recs[nt++] = {j0, nk, vt, ldv, may_mask_values_ && !all_finite(vt, ldv, nk)};
       }
       if (nt == 0) continue;
-      const bool lead_span = !led;
-      led = true;
       pf.tile.clear();
       if (!decode_) {
         add_kv_rows(pf.tile, b, g, c0 + span, std::min(k_end, c0 + 2 * span));
@@ -888,7 +887,7 @@ class TiledForward {
           for (int64_t sb = rb; sb < rb_end; sb += MR) {
             pf.tile.step();
             Workspace wsub = ws;
-            wsub.lead = lead_span && t == 0;
+            wsub.k_unasked = asked_j0 != tr.j0 || asked_keys < tr.nk;
             wsub.kt += t * kt_elems;
             wsub.s += n * MR * tiles_.block_k;
             if (wsub.dead != nullptr) wsub.dead += n * MR * tiles_.block_k;
@@ -906,7 +905,10 @@ class TiledForward {
             tile_scores(wsub, sb, nrows, nq, b, g, i0, tr.j0, tr.nk, kbase, vbase, tr.careful, next, pf.item,
                         jobs[n++]);
           }
-          for (int x = 0; x < n; ++x) tile_pv(jobs[x], tr.vt, tr.ldv, pf.item);
+          for (int x = 0; x < n; ++x) {
+            const int64_t asked = tile_pv(jobs[x], tr.vt, tr.ldv, pf.item);
+            if (jobs[x].next_j0 >= 0) asked_j0 = jobs[x].next_j0, asked_keys = asked;
+          }
         }
       }
     }
@@ -1184,10 +1186,11 @@ class TiledForward {
   // V at D128, as large as L1, evicts what is in use; twenty-first session). A software prefetch holds a
   // fill buffer until its line arrives, so the requests are spread over the tile's time:
   // - V read in place (float32 and float64 rows of whole vectors): Q K^T asks for this tile's V rows and
-  //   P V (pv_decode) for the next tile's K rows, a key's worth per key of either phase; only the item's
-  //   first tile asks for its own K rows, kPrefetchKeys ahead. With every request in the Q K^T phase (until
-  //   the twenty-fourth session) the fill buffers capped decoding at 10.9 GB/s on one core of Emerald
-  //   Rapids, against 12.0 spread (two threads: 21-25 -> 24-30 GB/s; bench/RESULTS.md).
+  //   P V (pv_decode) for the next tile's K rows, a key's worth per key of either phase. A tile whose K rows
+  //   were not all asked for so (ws.k_unasked: an item's first tile, one after a skipped tile or after a P V
+  //   over part of its tile) asks for its own, kPrefetchKeys ahead. With every request in the Q K^T phase
+  //   (until the twenty-fourth session) the fill buffers capped decoding at 10.9 GB/s on one core of
+  //   Emerald Rapids, against 12.0 spread (two threads: 21-25 -> 24-30 GB/s; bench/RESULTS.md).
   // - V converted by pack_v before each tile's Q K^T (float16, bfloat16, padded rows): Q K^T asks for K
   //   rows kPrefetchKeys ahead and for the next tile's V rows; P V reads only the converted tile, in L1.
   static constexpr int kDotKeys = 4;
@@ -1200,7 +1203,7 @@ class TiledForward {
       const int kj = static_cast<int>(std::min<int64_t>(kDotKeys, nk - j));
       const A* k[kDotKeys];
       for (int t = 0; t < kDotKeys; ++t) {
-        if (!spread || (ws.lead && j + t + detail::kPrefetchKeys < nk)) {
+        if (!spread || (ws.k_unasked && j + t + detail::kPrefetchKeys < nk)) {
           prefetch_row<2>(p_.k, kbase + (j0 + j + t + detail::kPrefetchKeys) * p_.k_seq_stride, p_.k_dim_stride,
                           p_.head_dim);
         }
@@ -1287,7 +1290,8 @@ class TiledForward {
     int64_t ra[MR], re[MR];
     int active;
     bool careful;
-    int64_t k_next;  // decoding: where the K rows of the tile computed next start in p_.k (-1: none to ask for)
+    int64_t next_j0;  // decoding: the tile computed next, whose K rows P V asks for (-1: none)
+    int64_t k_next;   // where that tile's K rows start in p_.k (-1: none)
   };
 
   // One register block of rows [rb, rb + MR) against the KV tile [j0, j0 + nk) of sequence b, kv head g:
@@ -1297,9 +1301,8 @@ class TiledForward {
                    detail::RowPrefetcher& pf, PvJob& job) const {
     job.active = 0;
     job.careful = careful;
-    job.k_next = decode_ && v_rows_usable() && p_.k_dim_stride == 1 && next.rb >= 0 && next.j0 != j0
-                     ? kbase + next.j0 * p_.k_seq_stride
-                     : -1;
+    job.next_j0 = decode_ && v_rows_usable() && p_.k_dim_stride == 1 && next.rb >= 0 && next.j0 != j0 ? next.j0 : -1;
+    job.k_next = job.next_j0 >= 0 ? kbase + job.next_j0 * p_.k_seq_stride : -1;
     pf.step();
     int64_t a[MR], e[MR];  // keys of this tile each row may see: [a[r], e[r])
     int64_t emax = 0;
@@ -1442,17 +1445,19 @@ class TiledForward {
   }
 #endif
 
-  // O = alpha O + P V for the live rows of a block whose softmax is done (tile_scores).
-  void tile_pv(const PvJob& job, const A* vt, int64_t ldv, detail::RowPrefetcher& pf) const {
+  // O = alpha O + P V for the live rows of a block whose softmax is done (tile_scores). Returns how many K
+  // rows of the tile job.next_j0, from its first, it asked the caches for (decoding).
+  int64_t tile_pv(const PvJob& job, const A* vt, int64_t ldv, detail::RowPrefetcher& pf) const {
     pf.step();
-    if (job.active == 0) return;
+    if (job.active == 0) return 0;
     if (job.careful) {
       pv_careful(job.prow, job.orow, job.drow, job.alpha, job.ra, job.re, job.active, vt, ldv);
     } else if (decode_) {
-      pv_decode(job.prow, job.orow, job.alpha, job.ra, job.re, job.active, vt, ldv, job.k_next);
+      return pv_decode(job.prow, job.orow, job.alpha, job.ra, job.re, job.active, vt, ldv, job.k_next);
     } else {
       pv_rows(job.prow, job.orow, job.alpha, job.ra, job.re, job.active, vt, ldv);
     }
+    return 0;
   }
 
   // The transform of rows [rb, rb + MR) against the tile at key j0. Asks the caches for each row's mask and
@@ -1614,35 +1619,40 @@ class TiledForward {
   // bound by memory, so the extra adds cost nothing). Rows that see the same keys (a GQA group's heads) go
   // together, up to kDecodePvRows of them, so that each V vector is loaded once for all of them; each output
   // element takes the same operations in the same order whatever the grouping.
-  // k_next: the K rows to ask the caches for meanwhile (qk_dot), or -1.
-  void pv_decode(const A* const* p, A* const* o, const A* alpha, const int64_t* a, const int64_t* e, int rows,
-                 const A* vt, int64_t ldv, int64_t k_next) const {
+  // Rows of an array to ask the caches for, one per key of a loop: at key j, the `bytes` bytes of row
+  // j - first, at at + (j - first) * stride (at null: none).
+  struct RowAsk {
+    const char* at = nullptr;
+    int64_t first = 0, stride = 0, bytes = 0;
+  };
+
+  // k_next: where the K rows to ask the caches for meanwhile start in p_.k (qk_dot), or -1. The first group
+  // of rows asks, one K row per key of its range; returns how many rows that is.
+  int64_t pv_decode(const A* const* p, A* const* o, const A* alpha, const int64_t* a, const int64_t* e, int rows,
+                    const A* vt, int64_t ldv, int64_t k_next) const {
     constexpr int kRowsMax = Blocking<A>::kDecodePvRows;
     for (int x = 0; x < rows;) {
       int n = 1;
       while (x + n < rows && n < kRowsMax && a[x + n] == a[x] && e[x + n] == e[x]) ++n;
-      const RowAsk ask{x == 0 && k_next >= 0 ? static_cast<const char*>(p_.k) + k_next * int64_t{sizeof(T)} : nullptr,
-                       p_.k_seq_stride * int64_t{sizeof(T)}, p_.head_dim * int64_t{sizeof(T)}};
+      RowAsk ask;
+      if (x == 0 && k_next >= 0) {
+        ask = {static_cast<const char*>(p_.k) + k_next * int64_t{sizeof(T)}, a[0], p_.k_seq_stride * int64_t{sizeof(T)},
+               p_.head_dim * int64_t{sizeof(T)}};
+      }
       detail::with_count<kRowsMax>(n, [&](auto rows_c) {
         pv_group<decltype(rows_c)::value, false>(p + x, nullptr, o + x, alpha + x, a[x], e[x], detail::kDecodePvChain,
                                                  vt, ldv, ask);
       });
       x += n;
     }
+    return k_next >= 0 && rows > 0 ? e[0] - a[0] : 0;
   }
-
-  // Rows of an array to ask the caches for, one per key of a loop: row j's `bytes` bytes at at + j * stride
-  // (at null: none).
-  struct RowAsk {
-    const char* at = nullptr;
-    int64_t stride = 0, bytes = 0;
-  };
 
   // P V of R rows over the same keys [a, e), summed in chains of `chain` keys starting at a, each merged into
   // O: o = alpha o + acc for the first chain, o += acc after; C output vectors of each row in registers at a
   // time. With kDead, row r skips the keys that dead[r] marks (masked keys whose value may be inf or NaN:
-  // 0 * inf would be NaN). An output element's operations depend neither on R nor on C. At key j, the pass
-  // over output columns [col, col + C W) asks for the same share of ask's row j (the last pass for the rest).
+  // 0 * inf would be NaN). An output element's operations depend neither on R nor on C. At each key, the
+  // pass over output columns [col, col + C W) asks for the same share of ask's row (the last pass for the rest).
   template <int R, bool kDead>
   void pv_group(const A* const* p, const uint8_t* const* dead, A* const* o, const A* alpha, int64_t a, int64_t e,
                 int64_t chain, const A* vt, int64_t ldv, RowAsk ask = {}) const {
@@ -1662,7 +1672,7 @@ class TiledForward {
             for (int c = 0; c < C; ++c) acc[r][c] = V::zero();
           }
           for (int64_t j = j0; j < j1; ++j) {
-            if (ask.at != nullptr) prefetch_lines<2>(ask.at + j * ask.stride + ask_lo, ask_hi - ask_lo);
+            if (ask.at != nullptr) prefetch_lines<2>(ask.at + (j - ask.first) * ask.stride + ask_lo, ask_hi - ask_lo);
             V vv[C];
             for (int c = 0; c < C; ++c) vv[c] = V::load(vt + j * ldv + col + c * W);
             for (int r = 0; r < R; ++r) {
