@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -259,6 +260,147 @@ py::tuple dlpack_info(const py::capsule& capsule) {
                         t->dtype.lanes, shape, strides);
 }
 
+// The common call in one step: attention(q, k, v) with at most causal (a bool), scale (None or a float),
+// layout, out and num_threads (None or an int), on NumPy arrays. The Python layer's checks and argument
+// handling cost 13-18 us a call (pybind11's keyword arguments alone 3 us), against 4.6 us for a whole
+// torch SDPA call of one row; small calls (a decoding step of a small model, a short sequence) spend
+// more there than in the kernel. Returns the result, or None for anything this path does not take as
+// it comes (other types, dtypes or values, byte-swapped or odd strides, inconsistent shapes, an `out`
+// that is not a C-contiguous array apart from the inputs): the Python layer then handles the call and
+// raises its errors, so that both paths accept the same calls and give the same results.
+py::object attention_simple(const py::handle& q, const py::handle& k, const py::handle& v, const py::handle& causal,
+                            const py::handle& scale, const py::handle& layout, const py::handle& out,
+                            const py::handle& num_threads) {
+  const auto& api = py::detail::npy_api::get();
+  const auto exact = [&](const py::handle& h) { return Py_TYPE(h.ptr()) == api.PyArray_Type_; };
+  if (!exact(q) || !exact(k) || !exact(v)) return py::none();
+  const auto qa = py::reinterpret_borrow<py::array>(q), ka = py::reinterpret_borrow<py::array>(k),
+             va = py::reinterpret_borrow<py::array>(v);
+  if (qa.ndim() != 4 || ka.ndim() != 4 || va.ndim() != 4) return py::none();
+  const py::dtype dt = qa.dtype();
+  const int num = dt.num();
+  tileattn::DType dtype;
+  if (num == py::detail::npy_api::NPY_FLOAT_) {
+    dtype = tileattn::DType::kFloat32;
+  } else if (num == py::detail::npy_api::NPY_DOUBLE_) {
+    dtype = tileattn::DType::kFloat64;
+  } else if (num == 23 /* NPY_HALF */) {
+    dtype = tileattn::DType::kFloat16;
+  } else {
+    return py::none();
+  }
+  if (dt.byteorder() != '=' || ka.dtype().num() != num || va.dtype().num() != num ||
+      ka.dtype().byteorder() != '=' || va.dtype().byteorder() != '=') {
+    return py::none();
+  }
+  bool bshd;
+  if (!PyUnicode_Check(layout.ptr())) return py::none();
+  const std::string lay = layout.cast<std::string>();
+  if (lay == "bhsd") {
+    bshd = false;
+  } else if (lay == "bshd") {
+    bshd = true;
+  } else {
+    return py::none();
+  }
+  if (causal.ptr() != Py_True && causal.ptr() != Py_False) return py::none();
+  tileattn::Params p;
+  p.dtype = dtype;
+  p.causal = causal.ptr() == Py_True;
+  if (!num_threads.is_none()) {
+    if (!PyLong_CheckExact(num_threads.ptr())) return py::none();
+    int overflow = 0;
+    const long n = PyLong_AsLongAndOverflow(num_threads.ptr(), &overflow);
+    if (overflow != 0 || n < 1 || n > 4096) return py::none();
+    p.num_threads = static_cast<int>(n);
+  }
+  const py::ssize_t item = qa.itemsize();
+  // (batch, head, seq, dim) views: the layout's axes 1 and 2 swapped for bshd.
+  const int ax_h = bshd ? 2 : 1, ax_s = bshd ? 1 : 2;
+  View qv{}, kv{}, vv{};
+  const py::array* arrays[3] = {&qa, &ka, &va};
+  View* views[3] = {&qv, &kv, &vv};
+  for (int x = 0; x < 3; ++x) {
+    const py::array& a = *arrays[x];
+    const int order[4] = {0, ax_h, ax_s, 3};
+    for (int i = 0; i < 4; ++i) {
+      const py::ssize_t st = a.strides(order[i]);
+      if (st % item != 0) return py::none();
+      views[x]->shape[i] = a.shape(order[i]);
+      views[x]->stride[i] = st / item;
+    }
+    views[x]->data = const_cast<void*>(a.data());
+  }
+  const int64_t b = qv.shape[0], hq = qv.shape[1], sq = qv.shape[2], d = qv.shape[3];
+  const int64_t hkv = kv.shape[1], sk = kv.shape[2], dv = vv.shape[3];
+  if (b < 1 || hq < 1 || sq < 1 || d < 1 || dv < 1 || hkv < 1 || hq % hkv != 0 || kv.shape[0] != b ||
+      kv.shape[3] != d || vv.shape[0] != b || vv.shape[1] != hkv || vv.shape[2] != sk) {
+    return py::none();
+  }
+  if (scale.is_none()) {
+    p.scale = 1.0 / std::sqrt(static_cast<double>(d));
+  } else {
+    if (!PyFloat_CheckExact(scale.ptr())) return py::none();
+    p.scale = PyFloat_AS_DOUBLE(scale.ptr());
+    if (!std::isfinite(p.scale)) return py::none();
+  }
+  const std::vector<py::ssize_t> shape =
+      bshd ? std::vector<py::ssize_t>{b, sq, hq, dv} : std::vector<py::ssize_t>{b, hq, sq, dv};
+  py::array result;
+  if (out.is_none()) {
+    result = py::array(dt, shape);
+  } else {
+    if (!exact(out)) return py::none();
+    result = py::reinterpret_borrow<py::array>(out);
+    if (result.ndim() != 4 || result.dtype().num() != num || result.dtype().byteorder() != '=' ||
+        !result.writeable() || !(result.flags() & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_)) {
+      return py::none();
+    }
+    for (int i = 0; i < 4; ++i) {
+      if (result.shape(i) != shape[i]) return py::none();
+    }
+    // Apart from every input (else the Python layer computes aside and copies in).
+    const auto span = [](const py::array& a) {
+      auto lo = reinterpret_cast<uintptr_t>(a.data()), hi = lo;
+      for (int i = 0; i < a.ndim(); ++i) {
+        if (a.shape(i) == 0) return std::make_pair(lo, lo);
+        const py::ssize_t reach = (a.shape(i) - 1) * a.strides(i);
+        (reach < 0 ? lo : hi) += static_cast<uintptr_t>(reach);
+      }
+      return std::make_pair(lo, hi + static_cast<uintptr_t>(a.itemsize()));
+    };
+    const auto o = span(result);
+    for (const py::array* a : arrays) {
+      const auto in = span(*a);
+      if (in.first < o.second && o.first < in.second) return py::none();
+    }
+  }
+  View ov{};
+  {
+    const int order[4] = {0, ax_h, ax_s, 3};
+    for (int i = 0; i < 4; ++i) {
+      ov.shape[i] = result.shape(order[i]);
+      ov.stride[i] = result.strides(order[i]) / item;
+    }
+    ov.data = result.mutable_data();
+  }
+  p.q = qv.data, p.k = kv.data, p.v = vv.data, p.out = ov.data;
+  p.batch = b, p.heads_q = hq, p.seq_q = sq, p.head_dim = d, p.heads_kv = hkv, p.seq_k = sk, p.head_dim_v = dv;
+  p.q_batch_stride = qv.stride[0], p.q_head_stride = qv.stride[1], p.q_seq_stride = qv.stride[2];
+  p.q_dim_stride = qv.stride[3];
+  p.k_batch_stride = kv.stride[0], p.k_head_stride = kv.stride[1], p.k_seq_stride = kv.stride[2];
+  p.k_dim_stride = kv.stride[3];
+  p.v_batch_stride = vv.stride[0], p.v_head_stride = vv.stride[1], p.v_seq_stride = vv.stride[2];
+  p.v_dim_stride = vv.stride[3];
+  p.out_batch_stride = ov.stride[0], p.out_head_stride = ov.stride[1], p.out_seq_stride = ov.stride[2];
+  p.out_dim_stride = ov.stride[3];
+  {
+    py::gil_scoped_release release;
+    tileattn::attention(p);
+  }
+  return std::move(result);
+}
+
 // Block sizes of the tiled kernel for a problem (for tests probing tile boundaries).
 py::tuple tile_info(int dtype, int64_t batch, int64_t heads_q, int64_t heads_kv, int64_t seq_q, int64_t seq_k,
                     int64_t head_dim, int64_t head_dim_v, int num_threads, int isa) {
@@ -310,6 +452,8 @@ PYBIND11_MODULE(_core, m) {
         py::arg("cu_seqlens_k") = py::none(), py::arg("mask") = py::none(), py::arg("bias") = py::none(),
         py::arg("bias_dtype") = 0, py::arg("alibi_slopes") = py::none(), py::arg("softcap") = 0.0,
         py::arg("device") = 0, py::arg("stream") = 0);
+  m.def("attention_simple", &attention_simple, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("causal"),
+        py::arg("scale"), py::arg("layout"), py::arg("out"), py::arg("num_threads"));
   m.def("cuda_info", &cuda_info);
   m.def("dlpack_info", &dlpack_info, py::arg("capsule"));
   m.def("tile_info", &tile_info, py::arg("dtype"), py::arg("batch"), py::arg("heads_q"), py::arg("heads_kv"),

@@ -25,6 +25,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# Small calls run on the calling thread alone (the core's choice, for speed); the tests make them use the
+# threads they ask for, so that the kernels' splits of small problems are tested too (results do not
+# depend on the thread count either way; test_small_calls.py tests the choice itself).
+os.environ.setdefault("TILEATTN_SPLIT_SMALL_CALLS", "1")
+
 import tileattn
 from tileattn import _core, reference
 from tileattn._api import attention_impl, bfloat16_dtype

@@ -401,12 +401,62 @@ void attention(const Params& p) {
 
 namespace {
 
+// A rough single-thread time of a tiled call, in microseconds: its multiply-adds (the pairs of the causal
+// band, or of the whole matrix; masks, windows and lengths ignored) at a rate per
+// instruction set, plus its q, k, v and output bytes at a rate of one core's reads. The rates are about
+// what one core of the development machines reaches (AVX-512 float32 about 80 GFLOP/s); they only decide
+// how many threads a small call is worth.
+double solo_microseconds(const Params& p, Isa isa) {
+  const double sq = static_cast<double>(p.seq_q), sk = static_cast<double>(p.seq_k);
+  double pairs = sq * sk;
+  if (p.causal) {
+    const double offset = p.top_left ? 0.0 : sk - sq;  // row i sees min(sk, i + offset + 1) keys
+    const double first = std::clamp(offset + 1.0, 0.0, sk), last = std::clamp(offset + sq, 0.0, sk);
+    pairs = std::min(pairs, sq * (first + last) / 2.0);  // the trapezoid of the first and last rows
+  }
+  const double dims = static_cast<double>(p.head_dim + p.head_dim_v);
+  const double macs = static_cast<double>(p.batch) * static_cast<double>(p.heads_q) * pairs * dims;
+  double macs_per_us = isa == Isa::kAmx || isa == Isa::kAvx512 ? 40e3 : isa == Isa::kAvx2 ? 20e3 : 5e3;
+  if (p.dtype == DType::kFloat64) macs_per_us /= 2;
+  const double item = p.dtype == DType::kFloat64 ? 8.0 : p.dtype == DType::kFloat32 ? 4.0 : 2.0;
+  const double bytes = item * static_cast<double>(p.batch) * dims *
+                       (static_cast<double>(p.heads_q) * sq + static_cast<double>(p.heads_kv) * sk);
+  return macs / macs_per_us + bytes / 15e3;
+}
+
+// Below this single-thread time a call runs on the calling thread alone: the second thread saves less
+// than it costs to hand out and collect the work, even from workers spinning between calls.
+constexpr double kSoloMicroseconds = 20;
+// Below this one, also while the pool's workers sleep: waking one, which lands on the caller's CPU and must
+// move off it, took 50-300 us on the development machine's guest (a two-thread call of B1 H8 S48 D64,
+// 95 us on one thread, took 250 us after a pause of 1 ms). Such a call wakes them for the next one instead.
+constexpr double kWakeMicroseconds = 400;
+
+// The threads a tiled call uses: those asked for, or one for a call too small to share (see above).
+// Results do not depend on the thread count, so this only changes the speed. TILEATTN_SPLIT_SMALL_CALLS=1
+// turns this off (the tests of that independence use it, so that small calls run on the threads asked for).
+int useful_threads(const Params& p, int threads, Isa isa) {
+  if (threads <= 1) return threads;
+  const double solo = solo_microseconds(p, isa);
+  if (solo >= kWakeMicroseconds) return threads;
+  if (const char* split = std::getenv("TILEATTN_SPLIT_SMALL_CALLS"); split != nullptr && split[0] == '1') {
+    return threads;
+  }
+  if (solo < kSoloMicroseconds) return 1;
+  if (detail::workers_asleep()) {
+    detail::wake_workers(solo);
+    return 1;
+  }
+  return threads;
+}
+
 void run(const Params& p) {
-  const int threads = threads_for(p);
+  int threads = threads_for(p);
   if (p.path == KernelPath::kReference || alibi_beyond_range(p) || softcap_beyond_range(p) || zero_scale(p)) {
     kernels::reference_attention(p, threads);
     return;
   }
+  threads = useful_threads(p, threads, isa_for(p));
   switch (isa_for(p)) {
 #ifdef TILEATTN_HAVE_AMX
     case Isa::kAmx:

@@ -49,6 +49,11 @@ void move_off_cpu(int cpu) {
 // How long the caller lets its workers take to join before it yields its CPU to them once (see
 // yield_point in the header). Waking a worker on an idle CPU takes 10-100 us on the development machine.
 constexpr auto kJoinPatience = std::chrono::microseconds(100);
+// How long the caller waits awake for its workers to finish before it sleeps (Pool::run).
+constexpr auto kDoneSpin = std::chrono::microseconds(200);
+// How long a worker waits awake for the next job after one (or, after wake_workers, after the caller's
+// own work) before it sleeps.
+constexpr Clock::duration kWorkerSpin = std::chrono::microseconds(200);
 
 struct Job;
 // The job whose caller this thread is, while it runs its own chunks (null in workers and elsewhere).
@@ -66,6 +71,7 @@ struct Job {
   bool yielded = false;          // whether the caller has yielded its CPU (read by the caller only)
   int joined = 0;                // guarded by Pool::mutex
   int active = 0;                // guarded by Pool::mutex
+  std::atomic<int> running{0};   // `active` for the caller's spin: set under the lock, read without it
   std::exception_ptr error;      // guarded by error_mutex
   std::mutex error_mutex;
 
@@ -122,12 +128,42 @@ class Pool {
     t_caller_job = nullptr;
     std::unique_lock<std::mutex> lk(mutex_);
     job_ = nullptr;  // no worker joins from now on
-    cv_done_.wait(lk, [&] { return job.active == 0; });
+    if (job.active == 0) return;
+    lk.unlock();
+    // The workers still running usually finish within microseconds of the caller. Sleeping on the
+    // condition variable would make the last one's notify a wake-up of an idle CPU, which took 15-20 us
+    // on the development machine's guest (a two-thread call of 8 x 16 x 16 took 40 us against 20 on one
+    // thread): the caller first waits awake for a while, as the workers do between jobs.
+    const auto spin_until = Clock::now() + kDoneSpin;
+    while (job.running.load(std::memory_order_acquire) != 0) {
+      if (Clock::now() >= spin_until) {
+        lk.lock();
+        cv_done_.wait(lk, [&] { return job.active == 0; });
+        return;
+      }
+      std::this_thread::yield();
+    }
   }
 
   int workers() {
     std::lock_guard<std::mutex> lk(mutex_);
     return static_cast<int>(workers_.size());
+  }
+
+  bool asleep() const { return sleeping_.load(std::memory_order_relaxed) > 0; }
+
+  // A generation with no job: sleeping workers wake up, find nothing to join and spin (worker_loop).
+  void wake(Clock::duration busy) {
+    {
+      std::lock_guard<std::mutex> lk(mutex_);
+      if (sleeping_.load(std::memory_order_relaxed) == 0) return;
+      job_ = nullptr;
+      wake_cpu_ = current_cpu();
+      wake_spin_ = busy + kWorkerSpin;
+      ++generation_;
+      generation_atomic_.store(generation_, std::memory_order_release);
+    }
+    cv_work_.notify_all();
   }
 
  private:
@@ -148,27 +184,43 @@ class Pool {
   }
 
   void worker_loop(uint64_t seen) {
+    Clock::duration spin = kWorkerSpin;
     for (;;) {
       // Spin briefly before sleeping: back-to-back calls (small shapes) then start without a wake-up.
-      const auto spin_until = Clock::now() + std::chrono::microseconds(200);
+      const auto spin_until = Clock::now() + spin;
+      spin = kWorkerSpin;
       while (generation_atomic_.load(std::memory_order_acquire) == seen &&
              Clock::now() < spin_until) {
         std::this_thread::yield();
       }
       std::unique_lock<std::mutex> lk(mutex_);
-      cv_work_.wait(lk, [&] { return generation_ != seen; });
+      if (generation_ == seen) {
+        sleeping_.fetch_add(1, std::memory_order_relaxed);
+        cv_work_.wait(lk, [&] { return generation_ != seen; });
+        sleeping_.fetch_sub(1, std::memory_order_relaxed);
+      }
       seen = generation_;
       Job* job = job_;
-      if (job == nullptr || job->joined >= job->max_workers) continue;
+      if (job == nullptr) {  // woken without a job (wake): spin, off the waker's CPU
+        const int waker_cpu = wake_cpu_;
+        spin = wake_spin_;
+        lk.unlock();
+        if (waker_cpu >= 0 && current_cpu() == waker_cpu) move_off_cpu(waker_cpu);
+        continue;
+      }
+      if (job->joined >= job->max_workers) continue;
       ++job->joined;
-      ++job->active;
+      job->running.store(++job->active, std::memory_order_relaxed);
       const int caller_cpu = job->caller_cpu;
       lk.unlock();
       job->started.fetch_add(1, std::memory_order_relaxed);
       if (caller_cpu >= 0 && current_cpu() == caller_cpu) move_off_cpu(caller_cpu);
       job->run_chunks();
       lk.lock();
-      if (--job->active == 0) cv_done_.notify_all();
+      // The last worker's store lets a spinning caller return (and destroy the job): job is not touched after.
+      const int left = --job->active;
+      job->running.store(left, std::memory_order_release);
+      if (left == 0) cv_done_.notify_all();
     }
   }
 
@@ -177,6 +229,9 @@ class Pool {
   std::condition_variable cv_done_;
   uint64_t generation_ = 0;
   std::atomic<uint64_t> generation_atomic_{0};
+  std::atomic<int> sleeping_{0};  // workers waiting on cv_work_ (changed under mutex_)
+  int wake_cpu_ = -1;              // where the last wake() ran (guarded by mutex_)
+  Clock::duration wake_spin_{};    // how long the workers it woke spin (guarded by mutex_)
   Job* job_ = nullptr;
   std::vector<std::thread> workers_;
 };
@@ -226,6 +281,22 @@ void parallel_for(int64_t n, int64_t grain, int threads, RangeFn body) {
 
 void yield_point() {
   if (Job* job = t_caller_job) job->yield_point();
+}
+
+bool workers_asleep() {
+  Pool* p = g_pool.load(std::memory_order_acquire);
+  return p != nullptr && p->asleep();
+}
+
+void wake_workers(double busy_microseconds) {
+  Pool* p = g_pool.load(std::memory_order_acquire);
+  if (p == nullptr) return;
+  // Not while another caller's region runs (its workers are awake, or busy with it).
+  std::unique_lock<std::mutex> region(p->region, std::try_to_lock);
+  if (region.owns_lock()) {
+    p->wake(std::chrono::duration_cast<Clock::duration>(
+        std::chrono::duration<double, std::micro>(std::clamp(busy_microseconds, 0.0, 1e4))));
+  }
 }
 
 int pool_workers() {

@@ -56,6 +56,18 @@ void parallel_for(int64_t n, int64_t grain, int threads, F&& body) {
 // another CPU makes the yield a no-op.
 void yield_point();
 
+// Whether a worker of the pool sleeps: it has had no job for a while (it spins for 200 us after each,
+// then sleeps). A sleeping worker takes long to join a region: 50-300 us on the development machine's
+// guest, where its wake-up lands on the caller's CPU and it must move (see yield_point), against about a
+// microsecond for a spinning one.
+bool workers_asleep();
+
+// Wakes the sleeping workers without giving them work: they spin for the next region, whose caller
+// then need not wait for them, for as long as they would after a region plus `busy_microseconds` (the
+// time the caller expects to be busy first, at most 10 ms). Does nothing while another caller's region
+// runs.
+void wake_workers(double busy_microseconds);
+
 // Number of worker threads currently alive in the pool (for show_config and tests).
 int pool_workers();
 

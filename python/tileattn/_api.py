@@ -441,6 +441,24 @@ def attention(
         dtypes. MemoryError: the output or scratch memory cannot be allocated. RuntimeError: a GPU was
         asked for and none can be used, or a CUDA error.
     """
+    if (
+        window is None
+        and mask is None
+        and bias is None
+        and alibi_slopes is None
+        and softcap is None
+        and q_lengths is None
+        and kv_lengths is None
+        and return_lse is False
+        and stream is None
+        and type(device) is str
+        and device == "auto"
+    ):
+        # The common call, checked and run in one step by the core (None: not that simple after all,
+        # e.g. other dtypes, strides or values, or a bad argument; the path below handles it).
+        result = _core.attention_simple(q, k, v, causal, scale, layout, out, num_threads)
+        if result is not None:
+            return result
     where = resolve_device(device, (("q", q), ("k", k), ("v", v)), stream)
     return_lse = check_flag(return_lse, "return_lse")
     if where == "gpu":

@@ -19,6 +19,16 @@ def attention(
     path: int,
     isa: int,
 ) -> None: ...
+def attention_simple(
+    q: Any,
+    k: Any,
+    v: Any,
+    causal: Any,
+    scale: Any,
+    layout: Any,
+    out: Any,
+    num_threads: Any,
+) -> np.ndarray | None: ...
 def tile_info(
     dtype: int,
     batch: int,
