@@ -294,11 +294,10 @@ py::object attention_simple(const py::handle& q, const py::handle& k, const py::
     return py::none();
   }
   bool bshd;
-  if (!PyUnicode_Check(layout.ptr())) return py::none();
-  const std::string lay = layout.cast<std::string>();
-  if (lay == "bhsd") {
+  if (!PyUnicode_CheckExact(layout.ptr())) return py::none();
+  if (PyUnicode_CompareWithASCIIString(layout.ptr(), "bhsd") == 0) {
     bshd = false;
-  } else if (lay == "bshd") {
+  } else if (PyUnicode_CompareWithASCIIString(layout.ptr(), "bshd") == 0) {
     bshd = true;
   } else {
     return py::none();
@@ -346,18 +345,17 @@ py::object attention_simple(const py::handle& q, const py::handle& k, const py::
   }
   const std::vector<py::ssize_t> shape =
       bshd ? std::vector<py::ssize_t>{b, sq, hq, dv} : std::vector<py::ssize_t>{b, hq, sq, dv};
-  py::array result;
-  if (out.is_none()) {
-    result = py::array(dt, shape);
-  } else {
-    if (!exact(out)) return py::none();
-    result = py::reinterpret_borrow<py::array>(out);
+  if (!out.is_none() && !exact(out)) return py::none();
+  py::array result = out.is_none() ? py::array(dt, shape) : py::reinterpret_borrow<py::array>(out);
+  if (!out.is_none()) {
+    // (C-contiguous by NumPy's flag, which ignores the strides of axes of extent 1: those are checked too,
+    // as the Python layer does.)
     if (result.ndim() != 4 || result.dtype().num() != num || result.dtype().byteorder() != '=' ||
         !result.writeable() || !(result.flags() & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_)) {
       return py::none();
     }
     for (int i = 0; i < 4; ++i) {
-      if (result.shape(i) != shape[i]) return py::none();
+      if (result.shape(i) != shape[i] || result.strides(i) % item != 0) return py::none();
     }
     // Apart from every input (else the Python layer computes aside and copies in).
     const auto span = [](const py::array& a) {

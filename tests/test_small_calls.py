@@ -76,6 +76,11 @@ def test_out_that_is_not_simple(rng):
     np.testing.assert_array_equal(got, want)
     fortran = np.asfortranarray(np.zeros(q.shape, np.float32))
     np.testing.assert_array_equal(tileattn.attention(q, k, v, out=fortran), want)
+    # C-contiguous by NumPy's flag, with a stride of no whole items on an axis of extent 1
+    buf = np.zeros(q.size + 1, np.float32)
+    odd = np.lib.stride_tricks.as_strided(buf, q.shape, (3, 12 * 8 * 4, 8 * 4, 4))
+    assert odd.flags.c_contiguous
+    np.testing.assert_array_equal(tileattn.attention(q, k, v, out=odd), want)
     q2 = q.copy()
     got = tileattn.attention(q2, k, v, out=q2)  # out is q: computed aside, then copied in
     np.testing.assert_array_equal(got, want)
@@ -120,6 +125,7 @@ def test_arguments_the_one_step_path_leaves_to_python(rng):
         (dict(num_threads=True), TypeError, "num_threads"),
         (dict(num_threads=5000), ValueError, "num_threads"),
         (dict(layout="bhds"), ValueError, "layout"),
+        (dict(layout="\ud800"), ValueError, "layout"),  # not encodable as UTF-8
         (dict(out=np.zeros((1, 2, 5, 7), np.float32)), ValueError, "out"),
         (dict(out=np.zeros((1, 2, 5, 8), np.float64)), TypeError, "out"),
     ],

@@ -481,6 +481,8 @@ void run(const Params& p) {
 
 }  // namespace
 
+// (With the threads asked for: a small call may run on fewer, useful_threads, and then be tiled for those;
+// the results are the same.)
 TileInfo tile_info(const Params& p) {
   validate_shape(p);
   switch (isa_for(p)) {

@@ -160,7 +160,7 @@ class Pool {
       job_ = nullptr;
       wake_cpu_ = current_cpu();
       wake_spin_ = busy + kWorkerSpin;
-      ++generation_;
+      wake_generation_ = ++generation_;
       generation_atomic_.store(generation_, std::memory_order_release);
     }
     cv_work_.notify_all();
@@ -201,11 +201,15 @@ class Pool {
       }
       seen = generation_;
       Job* job = job_;
-      if (job == nullptr) {  // woken without a job (wake): spin, off the waker's CPU
-        const int waker_cpu = wake_cpu_;
-        spin = wake_spin_;
-        lk.unlock();
-        if (waker_cpu >= 0 && current_cpu() == waker_cpu) move_off_cpu(waker_cpu);
+      if (job == nullptr) {
+        // Woken by wake() (its generation): spin for as long as it asked, off the waker's CPU. Else the
+        // job's caller finished before this worker arrived: spin as after a job.
+        if (seen == wake_generation_) {
+          const int waker_cpu = wake_cpu_;
+          spin = wake_spin_;
+          lk.unlock();
+          if (waker_cpu >= 0 && current_cpu() == waker_cpu) move_off_cpu(waker_cpu);
+        }
         continue;
       }
       if (job->joined >= job->max_workers) continue;
@@ -232,6 +236,7 @@ class Pool {
   std::atomic<int> sleeping_{0};  // workers waiting on cv_work_ (changed under mutex_)
   int wake_cpu_ = -1;              // where the last wake() ran (guarded by mutex_)
   Clock::duration wake_spin_{};    // how long the workers it woke spin (guarded by mutex_)
+  uint64_t wake_generation_ = 0;   // the generation it published (guarded by mutex_)
   Job* job_ = nullptr;
   std::vector<std::thread> workers_;
 };
