@@ -86,6 +86,29 @@ void require_shape(const View& v, const char* name, int ndim, const int64_t* exp
   }
 }
 
+// q, k, v and out as (batch, head, seq, dim) views into the params: pointers, sizes, strides.
+void set_arrays(tileattn::Params& p, const View& qv, const View& kv, const View& vv, const View& ov) {
+  p.q = qv.data;
+  p.k = kv.data;
+  p.v = vv.data;
+  p.out = ov.data;
+  p.batch = qv.shape[0];
+  p.heads_q = qv.shape[1];
+  p.seq_q = qv.shape[2];
+  p.head_dim = qv.shape[3];
+  p.heads_kv = kv.shape[1];
+  p.seq_k = kv.shape[2];
+  p.head_dim_v = vv.shape[3];
+  p.q_batch_stride = qv.stride[0], p.q_head_stride = qv.stride[1], p.q_seq_stride = qv.stride[2];
+  p.q_dim_stride = qv.stride[3];
+  p.k_batch_stride = kv.stride[0], p.k_head_stride = kv.stride[1], p.k_seq_stride = kv.stride[2];
+  p.k_dim_stride = kv.stride[3];
+  p.v_batch_stride = vv.stride[0], p.v_head_stride = vv.stride[1], p.v_seq_stride = vv.stride[2];
+  p.v_dim_stride = vv.stride[3];
+  p.out_batch_stride = ov.stride[0], p.out_head_stride = ov.stride[1], p.out_seq_stride = ov.stride[2];
+  p.out_dim_stride = ov.stride[3];
+}
+
 // An optional int64 1-D array argument: its data, after checking its length.
 const int64_t* int64_data(const py::object& obj, int64_t length, const char* name) {
   if (obj.is_none()) return nullptr;
@@ -124,25 +147,7 @@ void attention(const py::object& q, const py::object& k, const py::object& v, co
   require_shape(ov, "out", 4, oshape);
 
   const bool packed = !cu_seqlens_q.is_none();
-  p.q = qv.data;
-  p.k = kv.data;
-  p.v = vv.data;
-  p.out = ov.data;
-  p.batch = qv.shape[0];
-  p.heads_q = qv.shape[1];
-  p.seq_q = qv.shape[2];
-  p.head_dim = qv.shape[3];
-  p.heads_kv = kv.shape[1];
-  p.seq_k = kv.shape[2];
-  p.head_dim_v = vv.shape[3];
-  p.q_batch_stride = qv.stride[0], p.q_head_stride = qv.stride[1], p.q_seq_stride = qv.stride[2];
-  p.q_dim_stride = qv.stride[3];
-  p.k_batch_stride = kv.stride[0], p.k_head_stride = kv.stride[1], p.k_seq_stride = kv.stride[2];
-  p.k_dim_stride = kv.stride[3];
-  p.v_batch_stride = vv.stride[0], p.v_head_stride = vv.stride[1], p.v_seq_stride = vv.stride[2];
-  p.v_dim_stride = vv.stride[3];
-  p.out_batch_stride = ov.stride[0], p.out_head_stride = ov.stride[1], p.out_seq_stride = ov.stride[2];
-  p.out_dim_stride = ov.stride[3];
+  set_arrays(p, qv, kv, vv, ov);
   if (!lse.is_none()) {
     const View lv = any_view(lse, 3, p.dtype == tileattn::DType::kFloat64 ? 8 : 4, "lse", true);
     require_shape(lv, "lse", 3, qv.shape);
@@ -382,16 +387,7 @@ py::object attention_simple(const py::handle& q, const py::handle& k, const py::
     }
     ov.data = result.mutable_data();
   }
-  p.q = qv.data, p.k = kv.data, p.v = vv.data, p.out = ov.data;
-  p.batch = b, p.heads_q = hq, p.seq_q = sq, p.head_dim = d, p.heads_kv = hkv, p.seq_k = sk, p.head_dim_v = dv;
-  p.q_batch_stride = qv.stride[0], p.q_head_stride = qv.stride[1], p.q_seq_stride = qv.stride[2];
-  p.q_dim_stride = qv.stride[3];
-  p.k_batch_stride = kv.stride[0], p.k_head_stride = kv.stride[1], p.k_seq_stride = kv.stride[2];
-  p.k_dim_stride = kv.stride[3];
-  p.v_batch_stride = vv.stride[0], p.v_head_stride = vv.stride[1], p.v_seq_stride = vv.stride[2];
-  p.v_dim_stride = vv.stride[3];
-  p.out_batch_stride = ov.stride[0], p.out_head_stride = ov.stride[1], p.out_seq_stride = ov.stride[2];
-  p.out_dim_stride = ov.stride[3];
+  set_arrays(p, qv, kv, vv, ov);
   {
     py::gil_scoped_release release;
     tileattn::attention(p);
