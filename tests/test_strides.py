@@ -103,11 +103,13 @@ def test_unaligned_data(rng, path, dtype):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("d", [32, 64, 128])
-def test_rows_at_every_offset_within_a_cache_line(rng, path, dtype, d):
-    """V rows whose vectors are whole but not aligned to the vector size are copied per tile, aligned ones
-    read in place: the same bits either way, and against the oracle."""
+@pytest.mark.parametrize("sq", [40, 300])
+def test_rows_at_every_offset_within_a_cache_line(rng, path, dtype, d, sq):
+    """V rows whose vectors are whole but not aligned to the vector size are copied per tile by items of
+    many rows (sq 300), read in place by items of few (sq 40: at most kVInPlaceRows), aligned ones read in
+    place: the same bits either way, and against the oracle."""
     dt = np.dtype(dtype)
-    q, k, v = qkv(rng, b=2, hq=2, sq=70, sk=300, d=d, dtype=dtype)
+    q, k, v = qkv(rng, b=2, hq=2, sq=sq, sk=300, d=d, dtype=dtype)
 
     def at_offset(x, offset):
         buf = np.empty(x.nbytes + 128, np.uint8)

@@ -28,6 +28,7 @@ constexpr int64_t kMaxBlockK = 256;          // keys per KV tile, at most (also 
 constexpr int64_t kDotBlock = 32;            // q . k sums run in blocks of this many terms (accuracy)
 constexpr int64_t kPvChain = 64;             // p . v sums run in chains of this many keys (accuracy)
 constexpr int64_t kMinBlockQ = 32;           // query positions per item, at least (when there are that many)
+constexpr int64_t kVInPlaceRows = 64;         // items of at most this many rows read unaligned V in place
 constexpr int64_t kItemsPerThread = 8;       // aim for this many items per thread, for load balance
 constexpr int64_t kClaimAheadItems = 32;     // per thread, at least, for a thread to claim its next item early
 

@@ -526,6 +526,10 @@ class TiledForward {
     if (sub_blocks_ > 1 && p.bias != nullptr && p.bias_seq_stride != 0 && tiles_.block_k >= detail::kChunkMinKeys) {
       chunk_tiles_ = static_cast<int>(std::clamp<int64_t>(detail::kChunkBytes / tile_bytes, 1, kMaxChunkTiles));
     }
+    // An item of few rows reads each V tile with few register blocks: copying the tile to aligned rows
+    // costs more than the loads that span two cache lines (measured, one thread, V 16 bytes off alignment:
+    // B64 H12 S32 D64 +6 %, S64 D32 / D64 +4-5 %, S128 D64 +2 %, but S128 D32 -11 %).
+    v_in_place_ = group_ * tiles_.block_q <= detail::kVInPlaceRows;
 #ifdef TILEATTN_AMX
     // The matrix-unit path: float accumulation outside decoding (the element-wise options apply in its
     // softmax, amx_softmax), for head dims of 32 or more and 256 keys or more. Measured against the vector path (2 threads, one run,
@@ -1015,6 +1019,10 @@ class TiledForward {
 #endif
     const int64_t d_len = p_.head_dim;
     for (int64_t r = 0; r < nrows; ++r) {
+      if (r % MR == 0 && q_in_place(r, nrows, nq)) {  // the block reads the caller's rows
+        r += MR - 1;
+        continue;
+      }
       A* dst = ws.q + r * dqp_;
       read_row<A, T>(p_.q, geo_.q_at(b, head_of(g, r, nq), i0 + r % nq), p_.q_dim_stride, d_len, dst);
       if (negate_q_) {
@@ -1023,6 +1031,24 @@ class TiledForward {
       std::fill(dst + d_len, dst + dqp_, A(0));
     }
     std::fill(ws.q + nrows * dqp_, ws.q + rows_cap_ * dqp_, A(0));
+  }
+
+  // Whether the register block of rows [rb, rb + MR) reads its query rows where the caller stores them:
+  // rows of A, contiguous, without the sign of a negative scale to fold in, all MR of one head (evenly
+  // spaced); the packed copy then goes unwritten. The products read the same values either way.
+  bool q_in_place(int64_t rb, int64_t nrows, int64_t nq) const {
+    return q_rows_usable_ && rb + MR <= nrows && rb % nq + MR <= nq;
+  }
+
+  // The query rows of the register block at row rb and their stride (q_in_place, or the packed rows).
+  std::pair<const A*, int64_t> q_block(const Workspace& ws, int64_t b, int64_t g, int64_t i0, int64_t nq,
+                                       int64_t nrows, int64_t rb) const {
+    if constexpr (std::is_same_v<T, A>) {
+      if (q_in_place(rb, nrows, nq)) {
+        return {static_cast<const A*>(p_.q) + geo_.q_at(b, head_of(g, rb, nq), i0 + rb % nq), p_.q_seq_stride};
+      }
+    }
+    return {ws.q + rb * dqp_, dqp_};
   }
 
   // The query rows as bfloat16 pairs (bf16_dot_): the inputs' bits, the sign flipped for a negative
@@ -1067,13 +1093,11 @@ class TiledForward {
     const int64_t d_len = p_.head_dim;
     const int64_t d_full = d_len / W * W;
     const int64_t kstride = NQ * W;  // distance between consecutive d in kt
-    for (int64_t j = 0; j < round_up(nk, int64_t{W} * NQ); j += W) {
+    // Whole vectors past nk stay unwritten: tile_scores computes a chunk's first ceil(e / W) vectors only,
+    // e <= nk (zeroing them cost 4-5 % of a B64 H12 S32 D64 call).
+    for (int64_t j = 0; j < nk; j += W) {
       A* kdst = kt_key(ws, j);
-      const int64_t keys = std::clamp<int64_t>(nk - j, 0, W);
-      if (keys == 0) {  // padding
-        for (int64_t d = 0; d < d_len; ++d) V::zero().store(kdst + d * kstride);
-        continue;
-      }
+      const int64_t keys = std::min<int64_t>(nk - j, W);
       const A* src;
       int64_t src_stride;
       if constexpr (std::is_same_v<T, A>) {
@@ -1104,13 +1128,9 @@ class TiledForward {
     const auto* base = static_cast<const uint16_t*>(p_.k);
     const bool in_place = p_.k_dim_stride == 1 && p_.head_dim % 2 == 0 && p_.k_seq_stride % 2 == 0 &&
                           (reinterpret_cast<uintptr_t>(base) + static_cast<uintptr_t>(kbase) * 2) % 4 == 0;
-    for (int64_t j = 0; j < round_up(nk, int64_t{W} * NQ); j += W) {
+    for (int64_t j = 0; j < nk; j += W) {  // whole vectors past nk unwritten, as in pack_k
       float* kdst = kt_key(ws, j, words);  // the pairs' words as floats: copied, never computed on
-      const int64_t keys = std::clamp<int64_t>(nk - j, 0, W);
-      if (keys == 0) {  // padding
-        for (int64_t d = 0; d < words; ++d) V::zero().store(kdst + d * kstride);
-        continue;
-      }
+      const int64_t keys = std::min<int64_t>(nk - j, W);
       const float* src;
       int64_t src_stride;  // in words
       if (keys == W && in_place) {
@@ -1139,9 +1159,9 @@ class TiledForward {
   }
 
   // Returns where P V reads the tile's V rows and their stride: the caller's array itself when its rows are
-  // contiguous whole vectors of A already (no conversion, no padding), aligned to the vector size (else
-  // every load of P V spans two cache lines: 5-7 % slower for NumPy's 16-byte alignment) or read once
-  // (decoding); else the packed copy in vt.
+  // contiguous whole vectors of A already (no conversion, no padding), and either aligned to the vector size
+  // (else every load of P V spans two cache lines: 5-7 % slower for NumPy's 16-byte alignment), read once
+  // (decoding) or read by few register blocks (v_in_place_); else the packed copy in vt.
   std::pair<const A*, int64_t> pack_v(const Workspace& ws, int64_t vbase, int64_t j0, int64_t nk) const {
     if constexpr (std::is_same_v<T, A>) {
       if (v_rows_usable()) {
@@ -1150,7 +1170,7 @@ class TiledForward {
         constexpr int64_t kVecBytes = int64_t{W} * sizeof(A);
         const bool aligned = reinterpret_cast<uintptr_t>(rows) % kVecBytes == 0 &&
                              p_.v_seq_stride * int64_t{sizeof(T)} % kVecBytes == 0;
-        if (aligned || decode_) return {rows, p_.v_seq_stride};
+        if (aligned || decode_ || v_in_place_) return {rows, p_.v_seq_stride};
       }
     }
     for (int64_t j = 0; j < nk; ++j) {
@@ -1361,16 +1381,16 @@ class TiledForward {
           }
 #endif
           const A* kt = ws.kt + kv * p_.head_dim * W;  // chunk kv / NQ
+          const auto [q, ldq] = q_block(ws, b, g, i0, nq, nrows, rb);
           if (part < NQ) {
-            detail::with_count<NQ - 1>(part, [&](auto n) {
-              qk_block<A, MR, decltype(n)::value, NoEpilogue<A>, NQ>(ws.q + rb * dqp_, dqp_, kt, p_.head_dim, s, lds,
-                                                                     nullptr);
+            detail::with_count<NQ - 1>(part, [&, q = q, ldq = ldq](auto n) {
+              qk_block<A, MR, decltype(n)::value, NoEpilogue<A>, NQ>(q, ldq, kt, p_.head_dim, s, lds, nullptr);
             });
           } else if (F != 0 && full) {
             const FusedTransform<A, MR, NQ, F> epi{xf};
-            qk_block<A, MR, NQ>(ws.q + rb * dqp_, dqp_, kt, p_.head_dim, s, lds, vmax, epi, kv * W);
+            qk_block<A, MR, NQ>(q, ldq, kt, p_.head_dim, s, lds, vmax, epi, kv * W);
           } else {
-            qk_block<A, MR, NQ>(ws.q + rb * dqp_, dqp_, kt, p_.head_dim, s, lds, full ? vmax : nullptr);
+            qk_block<A, MR, NQ>(q, ldq, kt, p_.head_dim, s, lds, full ? vmax : nullptr);
           }
         }
       }
@@ -2698,6 +2718,8 @@ class TiledForward {
   int64_t dqp_;      // stride of the packed q rows (padded to whole vectors when decoding)
   detail::DecodeSplit split_;
   int sub_blocks_ = 1;  // register blocks per group (scores of all, then P V of all)
+  bool q_rows_usable_ = std::is_same_v<T, A> && p_.q_dim_stride == 1 && !negate_q_ && !decode_;  // q_in_place
+  bool v_in_place_ = false;  // pack_v: V's rows read in place even when not aligned (items of few rows)
   // bfloat16 inputs on a CPU with AVX512_BF16: Q K^T on the inputs' pairs (qk_block_bf16), K^T packed as
   // pairs and the query rows too (pack_k, pack_q). Not when decoding (dot products on K as stored).
 #ifdef TILEATTN_BF16_DOT
