@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import ALL_DTYPES, check_against_oracle, qkv, tile_info
+from conftest import ALL_DTYPES, check_against_oracle, qkv, run, tile_info
 
 HEAD_DIMS = [1, 3, 8, 31, 59, 64, 111, 128, 256]
 SEQ_PAIRS = [(1, 1), (1, 239), (113, 203), (203, 113), (1023, 1024), (1024, 1023)]
@@ -54,9 +54,30 @@ def test_tile_boundaries(rng, path, dtype, d):
 
 
 @pytest.mark.parametrize("dtype", ALL_DTYPES)
+def test_few_rows_split_keys(rng, path, dtype):
+    """9 to 16 query rows per kv head (speculative decoding, MQA, a short prompt) take the tiled path with
+    their keys split in chunks of at least 2048 keys, as decoding splits them, merged through their
+    log-sum-exp: against the oracle (with chunks a causal row does not reach, and a partial last tile),
+    and the same bits for any thread count."""
+    for b, hq, hkv, sq, sk, d, causal in [
+        (1, 12, 1, 1, 4500, 64, True),
+        (1, 4, 1, 4, 6200, 40, False),
+        (2, 2, 2, 9, 4097, 16, True),
+        (1, 16, 4, 4, 8300, 128, False),
+        (1, 1, 1, 16, 5000, 33, True),
+    ]:
+        q, k, v = qkv(rng, b=b, hq=hq, hkv=hkv, sq=sq, sk=sk, d=d, dtype=dtype)
+        out, lse = check_against_oracle(q, k, v, path, causal=causal, num_threads=1)
+        for threads in (2, 3):
+            out_t, lse_t = run(q, k, v, path, causal=causal, return_lse=True, num_threads=threads)
+            assert np.array_equal(out_t, out) and np.array_equal(lse_t, lse), (hq, hkv, sq, threads)
+
+
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
 def test_decode_rows_and_key_counts(rng, path, dtype):
-    """The decode path (at most 16 query rows per kv head: dot products on K rows, kDotKeys keys at a time,
-    P V of the rows that see the same keys together): every count of rows per kv head from 1 to 16, key
+    """The decode path (at most 8 query rows per kv head: dot products on K rows, kDotKeys keys at a time,
+    P V of the rows that see the same keys together; 9-16 rows take the tiled path, keys split as below):
+    every count of rows per kv head from 1 to 16, key
     counts that leave 1-3 keys past a group of 4 and a partial last tile, head dims below, at and off the
     vector width, Dv != D, causal with sq > 1 (rows that see different keys go apart), strided K and V."""
     for hq, hkv, sq in [

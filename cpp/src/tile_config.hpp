@@ -62,7 +62,10 @@ inline TileShape choose_tiles(int64_t batch, int64_t heads_kv, int64_t group, in
 // q . k runs as dot products on the K rows as stored, and the keys are split into chunks computed in
 // parallel and merged through their log-sum-exp. The split depends only on the shape (never on the thread
 // count): chunks of at least kDecodeChunkKeys keys, at most kDecodeMaxChunks over all kv heads.
-constexpr int64_t kDecodeRows = 16;
+constexpr int64_t kDecodeRows = 8;
+// Items of at most kSplitRows rows (all of a kv head's) that decoding does not take split their keys in the
+// same chunks (choose_decode_split), on the tiled path.
+constexpr int64_t kSplitRows = 16;
 constexpr int64_t kDecodeChunkKeys = 2048;
 constexpr int64_t kDecodeMaxChunks = 256;
 constexpr int64_t kDecodeBlockK = 64;  // keys per tile when decoding

@@ -536,8 +536,9 @@ class TiledForward {
     // bench/RESULTS.md): S2048 D64 1.48x, D128 1.67x, B8 H16 S512 D32 1.08x; but B32 H12 S128 D32 0.90x,
     // S128 D64 0.98x, S64 D64 0.80x, S512 D16 0.96x (splitting K, V and Q and filling the pipeline cost
     // more than the products save).
+    // Not for kSplitRows rows or fewer per kv head (few_rows below: the vector path, keys split).
     amx_ = std::is_same_v<A, float> && !decode_ && p.head_dim >= kAmxMinHeadDim &&
-           geo_.max_keys() >= kAmxMinKeys && geo_.max_rows() > 0;
+           geo_.max_keys() >= kAmxMinKeys && group_ * geo_.max_rows() > detail::kSplitRows;
     if (amx_) {
       dq_ = round_up(p.head_dim, amx_detail::kDepth);
       panel_keys_ = round_up(geo_.max_keys(), amx_detail::kKeys);
@@ -587,6 +588,11 @@ class TiledForward {
       if (amx_cap_raw_) amx_nats_ = false;  // m' in base-2 units; -inf only for a row that saw no key
     }
 #endif
+    // Few rows per kv head, but more than decoding takes: one item per kv head holds them all (block_q is
+    // the whole sequence), and the keys are split in chunks as when decoding (the shape alone decides), so
+    // that a few kv heads with long caches still give every thread work.
+    const bool few_rows = !decode_ && group_ * geo_.max_rows() <= detail::kSplitRows;
+    if (few_rows) split_ = detail::choose_decode_split(p.batch, p.heads_kv, geo_.max_keys(), tiles_.block_k);
   }
 
   TileInfo tile_info() const {
