@@ -2724,7 +2724,9 @@ class TiledForward {
   int64_t dqp_;      // stride of the packed q rows (padded to whole vectors when decoding)
   detail::DecodeSplit split_;
   int sub_blocks_ = 1;  // register blocks per group (scores of all, then P V of all)
-  bool q_rows_usable_ = std::is_same_v<T, A> && p_.q_dim_stride == 1 && !negate_q_ && !decode_;  // q_in_place
+  // q_in_place: also aligned to A (the block reads the rows as scalars; data at odd addresses is packed).
+  bool q_rows_usable_ = std::is_same_v<T, A> && p_.q_dim_stride == 1 && !negate_q_ && !decode_ &&
+                        reinterpret_cast<uintptr_t>(p_.q) % alignof(A) == 0;
   bool v_in_place_ = false;  // pack_v: V's rows read in place even when not aligned (items of few rows)
   // bfloat16 inputs on a CPU with AVX512_BF16: Q K^T on the inputs' pairs (qk_block_bf16), K^T packed as
   // pairs and the query rows too (pack_k, pack_q). Not when decoding (dot products on K as stored).
