@@ -73,6 +73,14 @@ def test_few_rows_split_keys(rng, path, dtype):
             assert np.array_equal(out_t, out) and np.array_equal(lse_t, lse), (hq, hkv, sq, threads)
 
 
+def test_few_rows_of_very_long_head_dims(rng, path):
+    """16 rows of a kv head whose rows exceed the item budget (D + Dv 4112 in float64: 15 rows per item by
+    size) still go in one item, with their keys split: the merge reads all of a kv head's rows there."""
+    q, k, v = qkv(rng, b=1, hq=1, sq=16, sk=4100, d=2056, dtype="float64")
+    for causal in (False, True):
+        check_against_oracle(q, k, v, path, causal=causal)
+
+
 @pytest.mark.parametrize("dtype", ALL_DTYPES)
 def test_decode_rows_and_key_counts(rng, path, dtype):
     """The decode path (at most 8 query rows per kv head: dot products on K rows, kDotKeys keys at a time,

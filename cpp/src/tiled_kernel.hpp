@@ -588,11 +588,17 @@ class TiledForward {
       if (amx_cap_raw_) amx_nats_ = false;  // m' in base-2 units; -inf only for a row that saw no key
     }
 #endif
-    // Few rows per kv head, but more than decoding takes: one item per kv head holds them all (block_q is
-    // the whole sequence), and the keys are split in chunks as when decoding (the shape alone decides), so
-    // that a few kv heads with long caches still give every thread work.
-    const bool few_rows = !decode_ && group_ * geo_.max_rows() <= detail::kSplitRows;
-    if (few_rows) split_ = detail::choose_decode_split(p.batch, p.heads_kv, geo_.max_keys(), tiles_.block_k);
+    // Few rows per kv head, but more than decoding takes: one item per kv head holds them all, as when
+    // decoding (merge() reads a kv head's rows from one block; choose_tiles may cut very long rows into
+    // smaller blocks), and the keys are split in chunks as when decoding (the shape alone decides), so that
+    // a few kv heads with long caches still give every thread work.
+    if (!decode_ && group_ * geo_.max_rows() <= detail::kSplitRows) {
+      tiles_.block_q = std::max<int64_t>(geo_.max_rows(), 1);
+      q_blocks_ = 1;
+      rows_cap_ = round_up(group_ * tiles_.block_q, MR);
+      v_in_place_ = group_ * tiles_.block_q <= detail::kVInPlaceRows;
+      split_ = detail::choose_decode_split(p.batch, p.heads_kv, geo_.max_keys(), tiles_.block_k);
+    }
   }
 
   TileInfo tile_info() const {
