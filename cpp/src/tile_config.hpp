@@ -63,8 +63,8 @@ inline TileShape choose_tiles(int64_t batch, int64_t heads_kv, int64_t group, in
 // parallel and merged through their log-sum-exp. The split depends only on the shape (never on the thread
 // count): chunks of at least kDecodeChunkKeys keys, at most kDecodeMaxChunks over all kv heads.
 constexpr int64_t kDecodeRows = 8;
-// Items of at most kSplitRows rows (all of a kv head's) that decoding does not take split their keys in the
-// same chunks (choose_decode_split), on the tiled path.
+// Up to kSplitRows rows per kv head, the tiled path too holds all of them in one item and splits the keys in
+// the same chunks (choose_decode_split).
 constexpr int64_t kSplitRows = 16;
 constexpr int64_t kDecodeChunkKeys = 2048;
 constexpr int64_t kDecodeMaxChunks = 256;

@@ -498,9 +498,13 @@ class TiledForward {
         decode_(group_ * geo_.max_rows() <= detail::kDecodeRows),
         dqp_(decode_ ? round_up(p.head_dim, W) : p.head_dim),
         split_{1, std::max<int64_t>(geo_.max_keys(), 1)} {
-    if (decode_) {  // one item per (batch, kv head, chunk of keys) holds all the kv head's query rows
+    // At most kSplitRows rows per kv head (decoding, or few rows on the tiled path): one item per (batch, kv
+    // head, chunk of keys) holds all the kv head's query rows (merge() reads them from one block, where
+    // choose_tiles might cut very long rows into several), the keys split in chunks fixed by the shape alone,
+    // so that a few kv heads with long caches still give every thread work.
+    if (group_ * geo_.max_rows() <= detail::kSplitRows) {
+      if (decode_) tiles_.block_k = detail::kDecodeBlockK;  // no K^T to keep in L1: longer tiles, fewer rescales
       tiles_.block_q = std::max<int64_t>(geo_.max_rows(), 1);
-      tiles_.block_k = detail::kDecodeBlockK;  // no K^T to keep in L1: longer tiles, fewer rescales
       q_blocks_ = 1;
       rows_cap_ = round_up(group_ * tiles_.block_q, MR);
       split_ = detail::choose_decode_split(p.batch, p.heads_kv, geo_.max_keys(), tiles_.block_k);
@@ -536,7 +540,7 @@ class TiledForward {
     // bench/RESULTS.md): S2048 D64 1.48x, D128 1.67x, B8 H16 S512 D32 1.08x; but B32 H12 S128 D32 0.90x,
     // S128 D64 0.98x, S64 D64 0.80x, S512 D16 0.96x (splitting K, V and Q and filling the pipeline cost
     // more than the products save).
-    // Not for kSplitRows rows or fewer per kv head (few_rows below: the vector path, keys split).
+    // Not for kSplitRows rows or fewer per kv head (above: the vector path, keys split).
     amx_ = std::is_same_v<A, float> && !decode_ && p.head_dim >= kAmxMinHeadDim &&
            geo_.max_keys() >= kAmxMinKeys && group_ * geo_.max_rows() > detail::kSplitRows;
     if (amx_) {
@@ -588,17 +592,6 @@ class TiledForward {
       if (amx_cap_raw_) amx_nats_ = false;  // m' in base-2 units; -inf only for a row that saw no key
     }
 #endif
-    // Few rows per kv head, but more than decoding takes: one item per kv head holds them all, as when
-    // decoding (merge() reads a kv head's rows from one block; choose_tiles may cut very long rows into
-    // smaller blocks), and the keys are split in chunks as when decoding (the shape alone decides), so that
-    // a few kv heads with long caches still give every thread work.
-    if (!decode_ && group_ * geo_.max_rows() <= detail::kSplitRows) {
-      tiles_.block_q = std::max<int64_t>(geo_.max_rows(), 1);
-      q_blocks_ = 1;
-      rows_cap_ = round_up(group_ * tiles_.block_q, MR);
-      v_in_place_ = group_ * tiles_.block_q <= detail::kVInPlaceRows;
-      split_ = detail::choose_decode_split(p.batch, p.heads_kv, geo_.max_keys(), tiles_.block_k);
-    }
   }
 
   TileInfo tile_info() const {
