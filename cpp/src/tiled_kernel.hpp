@@ -1616,11 +1616,17 @@ class TiledForward {
       const int64_t keys = c1 - c;
       detail::with_count<MR>(full, [&](auto rows_c) {
         constexpr int R = decltype(rows_c)::value;
+        // The output vectors in passes of at most NP, as even as they go (D80: 3 + 2, not 4 + 1, whose pass of
+        // one vector has too few independent sums to keep the FMA units busy).
+        const int64_t vecs = dvp_ / W, passes = ceil_div(vecs, NP);
         int64_t col = 0;
-        for (; col + NP * W <= dvp_; col += NP * W) pv_block<A, R, NP>(pf, of, sf, vt + c * ldv, ldv, keys, col);
-        detail::with_count<NP>(static_cast<int>((dvp_ - col) / W), [&](auto vecs) {
-          pv_block<A, R, decltype(vecs)::value>(pf, of, sf, vt + c * ldv, ldv, keys, col);
-        });
+        for (int64_t x = 0; x < passes; ++x) {
+          const int n = static_cast<int>(vecs / passes + (x < vecs % passes ? 1 : 0));
+          detail::with_count<NP>(n, [&](auto n_c) {
+            pv_block<A, R, decltype(n_c)::value>(pf, of, sf, vt + c * ldv, ldv, keys, col);
+          });
+          col += int64_t{n} * W;
+        }
       });
     }
   }
