@@ -29,6 +29,7 @@ constexpr int64_t kDotBlock = 32;            // q . k sums run in blocks of this
 constexpr int64_t kPvChain = 64;             // p . v sums run in chains of this many keys (accuracy)
 constexpr int64_t kMinBlockQ = 32;           // query positions per item, at least (when there are that many)
 constexpr int64_t kVInPlaceRows = 64;         // items of at most this many rows read unaligned V in place
+constexpr int64_t kQInPlaceTiles = 4;         // strided query rows are read in place for at most this many KV tiles
 constexpr int64_t kItemsPerThread = 8;       // aim for this many items per thread, for load balance
 constexpr int64_t kClaimAheadItems = 32;     // per thread, at least, for a thread to claim its next item early
 

@@ -2730,8 +2730,13 @@ class TiledForward {
   detail::DecodeSplit split_;
   int sub_blocks_ = 1;  // register blocks per group (scores of all, then P V of all)
   // q_in_place: also aligned to A (the block reads the rows as scalars; data at odd addresses is packed).
+  // Rows strided beyond their length (layout "bshd", a fused QKV projection's slices) only where each is read
+  // for few KV tiles: rows a multiple of 256 bytes apart fall in few sets of L1, where the K^T tile that
+  // fills most of L1 evicts them between reads (measured, one thread, bshd H8 D64: S2048 +3-5 % and S1024
+  // +2.7 % packed; S256 -1-2 %, S128 -6 %, S32 -5 %; 4 tiles the same either way).
   bool q_rows_usable_ = std::is_same_v<T, A> && p_.q_dim_stride == 1 && !negate_q_ && !decode_ &&
-                        reinterpret_cast<uintptr_t>(p_.q) % alignof(A) == 0;
+                        reinterpret_cast<uintptr_t>(p_.q) % alignof(A) == 0 &&
+                        (p_.q_seq_stride == p_.head_dim || geo_.max_keys() <= detail::kQInPlaceTiles * tiles_.block_k);
   bool v_in_place_ = false;  // pack_v: V's rows read in place even when not aligned (items of few rows)
   // bfloat16 inputs on a CPU with AVX512_BF16: Q K^T on the inputs' pairs (qk_block_bf16), K^T packed as
   // pairs and the query rows too (pack_k, pack_q). Not when decoding (dot products on K as stored).
