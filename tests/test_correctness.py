@@ -39,14 +39,22 @@ def test_seq_lengths_low_precision(rng, path, dtype, causal):
 @pytest.mark.parametrize("d", [8, 64, 128])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_tile_boundaries(rng, path, dtype, d):
-    """Sequence lengths one below, at and one above the KV tile and the query block of the kernel."""
-    block_q, block_k = tile_info(dtype, 1, 2, 2, 4096, 4096, d, d, isa=path[1])
-    for n in sorted({block_k - 1, block_k, block_k + 1, 2 * block_k + 1}):
-        for causal in (False, True):
-            q, k, v = qkv(rng, b=1, hq=2, sq=n, sk=n, d=d, dtype=dtype)
-            check_against_oracle(q, k, v, path, causal=causal)
-            q, k, v = qkv(rng, b=1, hq=2, sq=7, sk=n, d=d, dtype=dtype)  # decode-like against it
-            check_against_oracle(q, k, v, path, causal=causal)
+    """Sequence lengths one below, at and one above the KV tile and the query block of the kernel. The
+    tile is twice as large for kv heads of 512 query rows or more (kManyRows): key lengths around either,
+    with query rows of that regime."""
+    few = tile_info(dtype, 1, 2, 2, 300, 4096, d, d, isa=path[1])[1]
+    many = tile_info(dtype, 1, 2, 2, 600, 4096, d, d, isa=path[1])[1]
+    assert many >= few
+    assert tile_info(dtype, 1, 2, 2, 511, 4096, d, d, isa=path[1])[1] == few
+    assert tile_info(dtype, 1, 4, 1, 128, 4096, d, d, isa=path[1])[1] == many  # 4 heads x 128 rows
+    for block_k, rows in ((few, (7, 300)), (many, (600,))):
+        for n in sorted({block_k - 1, block_k, block_k + 1, 2 * block_k + 1}):
+            for causal in (False, True):
+                for sq in rows:
+                    q, k, v = qkv(rng, b=1, hq=2, sq=sq, sk=n, d=d, dtype=dtype)
+                    check_against_oracle(q, k, v, path, causal=causal)
+                q, k, v = qkv(rng, b=1, hq=2, sq=n, sk=n, d=d, dtype=dtype)  # the causal diagonal
+                check_against_oracle(q, k, v, path, causal=causal)
     block_q, _ = tile_info(dtype, 1, 1, 1, 4096, 64, d, d, isa=path[1], threads=1)
     for n in sorted({block_q - 1, block_q, block_q + 1}):
         q, k, v = qkv(rng, b=1, hq=1, sq=n, sk=64, d=d, dtype=dtype)

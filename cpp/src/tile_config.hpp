@@ -12,7 +12,15 @@
 
 namespace tileattn::detail {
 
-constexpr int64_t kKvTileBytes = 64 * 1024;  // packed K^T + V of one KV tile (in L2; its K^T or V half in L1)
+// Packed K^T + V of one KV tile (in L2; its K^T or V half in L1), or twice that for kv heads of at least
+// kManyRows query rows: a register block's fixed work per tile (row bookkeeping, maxima, rescales) is then
+// spread over twice the keys. Measured (one thread, A/B in pinned pairs, 6 rounds; bench/RESULTS.md): S2048
+// D64 +2.8 %, causal +4.1 %, S1024 D128 +2.6 %, B8 H16 S512 +3.2 %, GQA 512 rows Sk4096 D128 +2.8 %;
+// but 64 rows of a kv head against 8192 keys -0.4 % to -6 % (the keys stream from memory, and the larger
+// tiles' prefetches come in larger bursts), hence only for many rows. Never depends on the thread count.
+constexpr int64_t kKvTileBytes = 64 * 1024;
+constexpr int64_t kKvTileBytesManyRows = 128 * 1024;
+constexpr int64_t kManyRows = 512;
 constexpr int64_t kL1TileBytes = 32 * 1024;  // a larger tile: register blocks in groups (see TiledForward)
 // Packed Q rows + output accumulators of one work item. Every item packs each K/V tile it visits, so the
 // packing is paid once per item: 512 KiB items (512 rows at D 64 + Dv 64 in float32, 256 at 128 + 128)
@@ -49,7 +57,8 @@ inline TileShape choose_tiles(int64_t batch, int64_t heads_kv, int64_t group, in
   const int64_t row_bytes = (head_dim + head_dim_v_padded) * elem_bytes;
   TileShape t{};
   const int64_t max_k = std::max(key_quantum, kMaxBlockK / key_quantum * key_quantum);
-  t.block_k = std::clamp(kKvTileBytes / row_bytes / key_quantum * key_quantum, key_quantum, max_k);
+  const int64_t tile_bytes = group * seq_q >= kManyRows ? kKvTileBytesManyRows : kKvTileBytes;
+  t.block_k = std::clamp(tile_bytes / row_bytes / key_quantum * key_quantum, key_quantum, max_k);
   t.block_q = std::clamp(item_bytes / row_bytes / group, int64_t{1}, std::max<int64_t>(seq_q, 1));
   // Smaller items when there are too few for the threads; block_q never changes any result.
   const int64_t heads = std::max<int64_t>(batch * heads_kv, 1);
