@@ -40,14 +40,14 @@ def test_seq_lengths_low_precision(rng, path, dtype, causal):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_tile_boundaries(rng, path, dtype, d):
     """Sequence lengths one below, at and one above the KV tile and the query block of the kernel. The
-    tile is twice as large for kv heads of 512 query rows or more (kManyRows): key lengths around either,
+    tile is twice as large for kv heads of 256 query rows or more (kManyRows): key lengths around either,
     with query rows of that regime."""
-    few = tile_info(dtype, 1, 2, 2, 300, 4096, d, d, isa=path[1])[1]
+    few = tile_info(dtype, 1, 2, 2, 200, 4096, d, d, isa=path[1])[1]
     many = tile_info(dtype, 1, 2, 2, 600, 4096, d, d, isa=path[1])[1]
     assert many >= few
-    assert tile_info(dtype, 1, 2, 2, 511, 4096, d, d, isa=path[1])[1] == few
-    assert tile_info(dtype, 1, 4, 1, 128, 4096, d, d, isa=path[1])[1] == many  # 4 heads x 128 rows
-    for block_k, rows in ((few, (7, 300)), (many, (600,))):
+    assert tile_info(dtype, 1, 2, 2, 255, 4096, d, d, isa=path[1])[1] == few
+    assert tile_info(dtype, 1, 4, 1, 64, 4096, d, d, isa=path[1])[1] == many  # 4 heads x 64 rows
+    for block_k, rows in ((few, (7, 200)), (many, (600,))):
         for n in sorted({block_k - 1, block_k, block_k + 1, 2 * block_k + 1}):
             for causal in (False, True):
                 for sq in rows:

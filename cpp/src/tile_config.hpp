@@ -14,13 +14,14 @@ namespace tileattn::detail {
 
 // Packed K^T + V of one KV tile (in L2; its K^T or V half in L1), or twice that for kv heads of at least
 // kManyRows query rows: a register block's fixed work per tile (row bookkeeping, maxima, rescales) is then
-// spread over twice the keys. Measured (one thread, A/B in pinned pairs, 6 rounds; bench/RESULTS.md): S2048
-// D64 +2.8 %, causal +4.1 %, S1024 D128 +2.6 %, B8 H16 S512 +3.2 %, GQA 512 rows Sk4096 D128 +2.8 %;
-// but 64 rows of a kv head against 8192 keys -0.4 % to -6 % (the keys stream from memory, and the larger
-// tiles' prefetches come in larger bursts), hence only for many rows. Never depends on the thread count.
+// spread over twice the keys. Measured (one thread, A/B in pinned pairs, 5-6 rounds; bench/RESULTS.md):
+// S2048 D64 +3.0 %, causal +3.7 %, S1024 D128 +4.2 %, GQA 512 rows x 4096 keys D128 +4.0 %; 256-384 rows
+// +1-3 %; 128 rows -2 % to +1 %; 64 rows of a kv head against 8192 keys -7 % (the keys stream from memory
+// and a larger tile's prefetches come in larger bursts), 16 rows -5 %: hence only for many rows. Never
+// depends on the thread count.
 constexpr int64_t kKvTileBytes = 64 * 1024;
 constexpr int64_t kKvTileBytesManyRows = 128 * 1024;
-constexpr int64_t kManyRows = 512;
+constexpr int64_t kManyRows = 256;
 constexpr int64_t kL1TileBytes = 32 * 1024;  // a larger tile: register blocks in groups (see TiledForward)
 // Packed Q rows + output accumulators of one work item. Every item packs each K/V tile it visits, so the
 // packing is paid once per item: 512 KiB items (512 rows at D 64 + Dv 64 in float32, 256 at 128 + 128)
