@@ -3,8 +3,9 @@
 // A work item is (batch, kv head, block of query positions) and holds the query rows of every query head
 // that shares the kv head (GQA), so each packed K/V tile serves all of them. Per item a thread keeps, in
 // its scratch: the packed query rows and their float accumulators (kItemBytes), one packed K/V tile
-// (kKvTileBytes) and a tile of scores. The KV tile size fixes where the online softmax rescales, so it
-// depends only on the head dims, the dtype and the instruction set; never on the thread count.
+// (kKvTileBytes, or kKvTileBytesManyRows) and a tile of scores. The KV tile size fixes where the online
+// softmax rescales, so it depends only on the head dims, the dtype, the instruction set and the query rows
+// per kv head (the shape); never on the thread count.
 #pragma once
 
 #include <algorithm>

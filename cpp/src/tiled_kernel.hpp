@@ -24,8 +24,8 @@
 //
 // Memory traffic per item: q rows and out rows once; every K/V element the item may see once from the
 // caller's arrays (packing) and then from L2 for each register block of rows. Extra memory per thread is
-// the item's rows (kItemBytes) plus one KV tile (kKvTileBytes), or kChunkBytes of tiles with a row-wise
-// bias: independent of seq_q x seq_k.
+// the item's rows (kItemBytes) plus one KV tile (kKvTileBytes, twice that for many rows), or kChunkBytes of
+// tiles with a row-wise bias: independent of seq_q x seq_k.
 //
 // Determinism: every output row is computed by one thread with a fixed sequence of operations that
 // depends only on the row, the KV tile size and the instruction set: not on the thread count, the item
@@ -752,10 +752,9 @@ class TiledForward {
   // Head and position of row r of an item whose block starts at query position i0 and has nq rows.
   int64_t head_of(int64_t g, int64_t r, int64_t nq) const { return g * group_ + r / nq; }
 
-  // What a thread asks the caches for ahead of time: the next KV tile of its item, and its next item.
-  // The next KV tile's rows (tile) and the next item's (item), asked for a few lines at each of the blocks'
-  // steps: the tile's at one step per block in process() and at each of the kItemSteps steps in tile_scores
-  // and tile_pv, the item's at the latter only.
+  // What a thread asks the caches for ahead of time: the next KV tile's rows of its item (tile) and its
+  // next item's (item), a few lines at each of the blocks' steps: the tile's at one step per block in
+  // process() and at each of the kItemSteps steps in tile_scores and tile_pv, the item's at the latter only.
   struct Prefetch {
     detail::RowPrefetcher tile, item;
     __attribute__((always_inline)) void step() { tile.step(), item.step(); }
