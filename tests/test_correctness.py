@@ -195,9 +195,9 @@ def test_value_dim_differs(rng, path, dtype):
 @pytest.mark.parametrize("dtype", ALL_DTYPES)
 def test_value_dims_in_passes(rng, path, dtype):
     """P V covers a row's output vectors in passes of at most four, as even as they go (5 as 3 + 2, 10 as
-    4 + 3 + 3): every count of vectors from 1 to 12 at either accumulation width, with whole register
+    4 + 3 + 3): every count of vectors from 1 to 12 at vectors of 16 and of 8 lanes, with whole register
     blocks, a causal diagonal and a last vector cut short."""
-    for dv in (8, 24, 40, 56, 72, 80, 88, 104, 120, 136, 152, 168, 184, 190):
+    for dv in (8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 120, 136, 152, 168, 184, 190):
         q, k, v = qkv(rng, b=1, hq=2, hkv=1, sq=40, sk=150, d=16, dv=dv, dtype=dtype)
         check_against_oracle(q, k, v, path, causal=True)
 
