@@ -11,6 +11,7 @@ import pytest
 
 import tileattn
 from tileattn import _core
+from tileattn._config import _bfloat16_qk
 
 from conftest import BF16, check_against_oracle, qkv, run, runnable_isas
 
@@ -128,7 +129,25 @@ def test_show_config_reports_it(monkeypatch):
     mode = tileattn.show_config(as_dict=True)["kernel"]["bfloat16_qk"]
     assert "AVX512_BF16" in mode
     monkeypatch.setenv("TILEATTN_BF16_DOT", "0")
-    assert tileattn.show_config(as_dict=True)["kernel"]["bfloat16_qk"] == "float32"
+    mode = tileattn.show_config(as_dict=True)["kernel"]["bfloat16_qk"]
+    assert "AVX512_BF16" not in mode and mode.endswith("float32")
+
+
+@pytest.mark.parametrize(
+    "isa, pairs, expected",
+    [
+        ("amx", 1, "AMX tiles; vector path: bfloat16 pairs (AVX512_BF16)"),
+        ("amx", 0, "AMX tiles; vector path: float32"),
+        ("avx512", 1, "bfloat16 pairs (AVX512_BF16)"),
+        ("avx512", 0, "float32"),
+        ("avx2", 1, "float32"),
+        ("baseline", 0, "float32"),
+    ],
+)
+def test_show_config_wording_per_level(isa, pairs, expected):
+    """Each level's wording, whatever this machine selects (the AMX one was first seen on a host with AMX,
+    where the test above had expected the AVX-512 wording)."""
+    assert _bfloat16_qk({"selected_isa": isa, "bf16_pairs": pairs}) == expected
 
 
 def test_default_is_pairs_only_where_faster(rng, monkeypatch):
