@@ -62,6 +62,22 @@ def test_tile_boundaries(rng, path, dtype, d):
 
 
 @pytest.mark.parametrize("dtype", ALL_DTYPES)
+def test_tiles_of_whole_vectors(rng, path, dtype):
+    """Key tiles of whole vectors but not whole chunks of the register block (16, 32, 48, 80 keys...: a
+    tile's last chunk of fewer vectors) take the full blocks' softmax, with the row maxima from Q K^T:
+    against the oracle, alone and as the last tile of a longer sequence, and with an option (whose
+    blocks take the other softmax)."""
+    _, block_k = tile_info(dtype, 1, 2, 2, 40, 4096, 64, 64, isa=path[1])
+    for sk in (16, 32, 48, 80, 96, 112, block_k + 48):
+        for sq in (5, 40):
+            q, k, v = qkv(rng, b=2, hq=2, sq=sq, sk=sk, d=64, dtype=dtype)
+            check_against_oracle(q, k, v, path)
+            check_against_oracle(q, k, v, path, causal=True)
+    q, k, v = qkv(rng, b=1, hq=3, sq=33, sk=48, d=32, dtype=dtype)
+    check_against_oracle(q, k, v, path, softcap=5.0)
+
+
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
 def test_few_rows_split_keys(rng, path, dtype):
     """9 to 16 query rows per kv head (speculative decoding, MQA, a short prompt) take the tiled path with
     their keys split in chunks of at least 2048 keys, as decoding splits them, merged through their
