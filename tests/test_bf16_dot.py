@@ -122,6 +122,16 @@ def test_pairs_are_used_and_thread_invariant(rng, monkeypatch):
     assert not np.array_equal(pairs[0][1], floats[1])
 
 
+@pytest.mark.parametrize("sk", [16, 48, 80, 336])
+def test_pairs_in_tiles_of_whole_vectors(rng, monkeypatch, sk):
+    """Key tiles of whole vectors but not whole chunks take the full blocks' softmax on the pairs too,
+    with the narrow chunk's row maxima (test_correctness.py::test_tiles_of_whole_vectors for the rest)."""
+    monkeypatch.setenv("TILEATTN_BF16_DOT", "1")
+    q, k, v = qkv(rng, b=2, hq=2, sq=40, sk=sk, d=64, dtype="bfloat16")
+    check_against_oracle(q, k, v, AVX512)
+    check_against_oracle(q, k, v, AVX512, causal=True)
+
+
 def test_show_config_reports_it(monkeypatch):
     if _core.cpu_info()["selected_isa"] not in ("avx512", "amx"):
         pytest.skip("TILEATTN_ISA selects a level below AVX-512 in this process")

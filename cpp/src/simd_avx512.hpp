@@ -96,8 +96,8 @@ inline Vec<float> keep_first(Vec<float> x, int n, float fill) {
 // a huge negative x) is never used. Nine instructions.
 // exp2_n: N vectors at once, stage by stage, so that the N independent chains are interleaved in the
 // instruction stream (exp2 is exp2_n<1>: the same results, bit for bit). One vector after another, each a
-// chain of ten dependent instructions (~40 cycles), the softmax of a full block ran at a third of the ports'
-// throughput.
+// chain of ten dependent instructions then (~40 cycles), the softmax of a full block ran at a third of the
+// ports' throughput.
 template <int N>
 inline void exp2_n(Vec<float>* x) {
   __mmask16 normal[N];
