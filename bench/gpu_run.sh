@@ -6,8 +6,9 @@
 #     bash bench/gpu_run.sh [tests] [bench] [cpu] [profile] [extra pytest args...]
 #
 # cpu: the CPU test suite (all but the CUDA and linking tests) on the host's cores, whose AMX the
-# development machine hides. A build already installed by an earlier call on the same (warm) machine is
-# reused.
+# development machine hides: 8 pytest-xdist workers of 2 threads (serially it outgrew one call's limit;
+# 340 s this way in the twenty-eighth session). A build already installed by an earlier call on the same
+# (warm) machine is reused.
 #
 # profile: ncu's main sections for one call of tileattn and of torch SDPA (flash), and our kernel's SASS
 # with executed counts per instruction.
@@ -41,8 +42,9 @@ for step in "${steps[@]}"; do
         --timeout 120 "$@" 2>&1 | tee "$OUT/test_cuda.log" | grep -E "PASS|FAIL|ERROR|SKIP|passed|failed" | tail -40
       ;;
     cpu)
-      timeout 420 python3 -m pytest tests -q -p no:cacheprovider --ignore tests/test_cuda.py \
-        --ignore tests/test_linking.py --timeout 300 "$@" 2>&1 | tee "$OUT/test_cpu.log" | tail -15
+      TILEATTN_NUM_THREADS=${TILEATTN_NUM_THREADS:-2} timeout 570 python3 -m pytest tests -q -n 8 \
+        -p no:benchmark -p no:cacheprovider --ignore tests/test_cuda.py --ignore tests/test_linking.py \
+        --timeout 500 "$@" 2>&1 | tee "$OUT/test_cpu.log" | tail -15
       ;;
     bench)
       timeout 240 python3 bench/bench_cuda.py --json "$OUT/bench_cuda.json" 2>&1 | tee "$OUT/bench_cuda.log"
