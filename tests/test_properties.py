@@ -1,8 +1,13 @@
 """Hypothesis property tests over random shapes, layouts, ranks, strides, dtypes and options: the result
 passes the oracle's error rule (with the rounding floor for tiny shapes, see conftest.assert_close) and
-equals, bit for bit, the result on contiguous copies."""
+equals, bit for bit, the result on contiguous copies.
+
+TILEATTN_FUZZ_EXAMPLES sets the examples per path (default 60) for a longer search, e.g.
+``TILEATTN_FUZZ_EXAMPLES=8000 python -m pytest tests/test_properties.py -p no:benchmark``."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -13,6 +18,7 @@ from tileattn import reference
 
 from conftest import BF16, PATHS, assert_close, assert_lse_close, magnitude, oracle, run
 
+EXAMPLES = int(os.environ.get("TILEATTN_FUZZ_EXAMPLES", "60"))
 DTYPES = ["float32", "float64", "float16"] + (["bfloat16"] if BF16 is not None else [])
 
 
@@ -113,7 +119,7 @@ def dot_rounding_bound(q, k, pr, dtype):
 
 
 @pytest.mark.parametrize("path", PATHS, ids=[f"{p}-{i}" for p, i in PATHS])
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pr=problems())
 def test_random_problems(path, pr):
     rng = np.random.default_rng(pr["seed"])
