@@ -940,6 +940,11 @@ class TiledForward {
   // Each row's visible keys [lo, hi) (and its options' set-up) into ws; returns the union's bounds
   // (max int64 and 0 when no row sees a key).
   std::pair<int64_t, int64_t> item_rows(const Workspace& ws, const ItemPos& it, const detail::MaskSummary& mask) const {
+    if (!mask.active() && !transform_) {  // ranges by position alone: one head's rows, copied to the group's others
+      const detail::RowRange u = geo_.windows(it.b, it.i0, it.nq, ws.lo, ws.hi);
+      for (int64_t r = it.nq; r < it.nrows; ++r) ws.lo[r] = ws.lo[r - it.nq], ws.hi[r] = ws.hi[r - it.nq];
+      return {u.lo, u.hi};
+    }
     int64_t klo = std::numeric_limits<int64_t>::max(), khi = 0;
     for (int64_t r = 0; r < it.nrows; ++r) {
       const int64_t h = head_of(it.g, r, it.nq), i = it.i0 + r % it.nq;
