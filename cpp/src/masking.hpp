@@ -76,12 +76,7 @@ class Geometry {
     const int64_t lq = len_q(b);
     if (i >= lq) return {0, 0};
     const int64_t lk = len_k(b);
-    const int64_t d = p_.top_left ? i : i + lk - lq;
-    // Written so that no bound overflows, however large (a bound past every key is unbounded).
-    int64_t lo = left_ >= 0 && d > left_ ? d - left_ : 0;
-    int64_t hi = right_ >= 0 && right_ < lk - d ? d + right_ + 1 : lk;
-    lo = std::min(lo, lk);
-    return {lo, std::max(lo, hi)};
+    return around(p_.top_left ? i : i + lk - lq, lk, left_, right_);
   }
 
   // window(b, i) for the n rows i0 .. i0 + n - 1, into lo[x] and hi[x]; returns the union's bounds (max
@@ -94,20 +89,25 @@ class Geometry {
     const int64_t left = left_, right = right_;
     int64_t klo = std::numeric_limits<int64_t>::max(), khi = 0;
     for (int64_t x = 0; x < n; ++x) {
-      const int64_t i = i0 + x, d = i + shift;
-      int64_t l = left >= 0 && d > left ? d - left : 0;
-      int64_t h = right >= 0 && right < lk - d ? d + right + 1 : lk;
-      l = std::min(l, lk);
-      h = std::max(l, h);
-      if (i >= lq) l = h = 0;
-      lo[x] = l;
-      hi[x] = h;
-      if (l < h) klo = std::min(klo, l), khi = std::max(khi, h);
+      const int64_t i = i0 + x;
+      const RowRange r = i < lq ? around(i + shift, lk, left, right) : RowRange{0, 0};
+      lo[x] = r.lo;
+      hi[x] = r.hi;
+      if (r.lo < r.hi) klo = std::min(klo, r.lo), khi = std::max(khi, r.hi);
     }
     return {klo, khi};
   }
 
  private:
+  // The keys of a row whose diagonal is key d, among lk keys, within the window (left, right; -1:
+  // unbounded). Written so that no bound overflows, however large (a bound past every key is unbounded).
+  static RowRange around(int64_t d, int64_t lk, int64_t left, int64_t right) {
+    int64_t lo = left >= 0 && d > left ? d - left : 0;
+    const int64_t hi = right >= 0 && right < lk - d ? d + right + 1 : lk;
+    lo = std::min(lo, lk);
+    return {lo, std::max(lo, hi)};
+  }
+
   int64_t row0(int64_t b) const { return packed_ ? p_.cu_seqlens_q[b] : 0; }
   int64_t key0(int64_t b) const { return packed_ ? p_.cu_seqlens_k[b] : 0; }
   int64_t batch_q(int64_t b, int64_t stride) const { return packed_ ? 0 : b * stride; }
