@@ -859,6 +859,67 @@ class TiledForward {
       plan_item(pf.item, next_item);
       pf.item.spread_over(kItemSteps * blocks * ceil_div(std::max<int64_t>(k_end - first_tile * tiles_.block_k, 0), tiles_.block_k));
     }
+    if (lean_row_) {
+      decode_row(ws, kbase, vbase, first_tile * tiles_.block_k, k_end);
+    } else {
+      tiles_loop(ws, it, pf, first_tile, k_end, kbase, vbase, blocks);
+    }
+    if (split_.chunks > 1) {
+      const int64_t at = slot * rows_cap_;
+      std::copy(ws.o, ws.o + rows_cap_ * dvp_, parts.o + at * dvp_);
+      std::copy(ws.m, ws.m + rows_cap_, parts.m + at);
+      std::copy(ws.l, ws.l + rows_cap_, parts.l + at);
+    } else {
+      finish(ws, b, g, i0, nq, nrows);
+    }
+  }
+
+  // Decoding one query row per kv head (lean_row_: multi-head decoding, one token per sequence): the
+  // tiles of [j_first, k_end) in one loop through the same qk_dot, softmax_rows (for one row) and pv_group
+  // as the general path, so the same bits (tests/test_strides.py), without that path's bookkeeping for
+  // blocks of MR rows (tile records, block ranges and flags, P V jobs). The K rows of the next tile are
+  // asked for during this tile's P V and V's during Q K^T, as there. Measured (thirty-third session, same
+  // build with and without, alternated): B1 H32 Sk4096 D64 from L3 +9.5 % on one thread (22.5 -> 24.6
+  // GB/s) and +10 % on two; Sk65536 from memory +5 % on one thread (bench/RESULTS.md).
+  void decode_row(const Workspace& ws, int64_t kbase, int64_t vbase, int64_t j_first, int64_t k_end) const {
+    const int64_t bk = tiles_.block_k;
+    Workspace w = ws;
+    w.k_unasked = true;
+    A* const s = ws.s;
+    A* const o = ws.o;
+    for (int64_t j0 = j_first; j0 < k_end; j0 += bk) {
+      const int64_t nk = std::min(bk, k_end - j0);
+      const int64_t a = std::clamp<int64_t>(ws.lo[0] - j0, 0, nk), e = std::clamp<int64_t>(ws.hi[0] - j0, 0, nk);
+      if (e <= a) {
+        w.k_unasked = true;
+        continue;
+      }
+      qk_dot(w, 0, 1, kbase, vbase, j0, e);
+      A alpha;
+      bool live;
+      softmax_rows<false, 1>(ws, 0, &a, &e, nullptr, xf_c_, &alpha, &live);
+      if (!live) {
+        w.k_unasked = true;
+        continue;
+      }
+      const int64_t next = j0 + bk;
+      RowAsk ask;
+      if (next < k_end) {
+        ask = {static_cast<const char*>(p_.k) + (kbase + next * p_.k_seq_stride) * int64_t{sizeof(T)}, a,
+               p_.k_seq_stride * int64_t{sizeof(T)}, p_.head_dim * int64_t{sizeof(T)}};
+      }
+      const A* prow = s;
+      A* orow = o;
+      pv_group<1, false>(&prow, nullptr, &orow, &alpha, a, e, detail::kDecodePvChain,
+                         static_cast<const A*>(p_.v) + vbase + j0 * p_.v_seq_stride, p_.v_seq_stride, ask);
+      w.k_unasked = !(next < k_end) || e - a < std::min(bk, k_end - next);
+    }
+  }
+
+  // The item's KV tiles from first_tile up to k_end, its rows in register blocks (groups of sub_blocks_).
+  void tiles_loop(const Workspace& ws, const ItemPos& it, Prefetch& pf, int64_t first_tile, int64_t k_end,
+                  int64_t kbase, int64_t vbase, int64_t blocks) const {
+    const int64_t b = it.b, g = it.g, i0 = it.i0, nq = it.nq, nrows = it.nrows;
     const int64_t kt_elems = tiles_.block_k * p_.head_dim, vt_elems = tiles_.block_k * dvp_;
     const int64_t span = tiles_.block_k * chunk_tiles_;
     // Decoding: the tile whose K rows the last P V asked for, and how many of its rows from its first.
@@ -926,14 +987,6 @@ class TiledForward {
           }
         }
       }
-    }
-    if (split_.chunks > 1) {
-      const int64_t at = slot * rows_cap_;
-      std::copy(ws.o, ws.o + rows_cap_ * dvp_, parts.o + at * dvp_);
-      std::copy(ws.m, ws.m + rows_cap_, parts.m + at);
-      std::copy(ws.l, ws.l + rows_cap_, parts.l + at);
-    } else {
-      finish(ws, b, g, i0, nq, nrows);
     }
   }
 
@@ -1794,14 +1847,14 @@ class TiledForward {
   // operations in the same order whatever its neighbours.
   // p = 2^(fma(s, c, -m')) rounds once, and the rounding of m' is common to the whole row: it cancels in
   // O / l.
-  template <bool kNats>
+  template <bool kNats, int R = MR>
   void softmax_rows(const Workspace& ws, int64_t rb, const int64_t* a, const int64_t* e, const V* vmax_in, A c,
                     A* alpha, bool* live) const {
     const A neg_inf = -std::numeric_limits<A>::infinity();
     const int64_t lds = tiles_.block_k;
-    int64_t v0[MR], v1[MR];  // each row's vectors [v0, v1)
+    int64_t v0[R], v1[R];  // each row's vectors [v0, v1)
     int64_t v_lo = std::numeric_limits<int64_t>::max(), v_hi = 0;
-    for (int r = 0; r < MR; ++r) {
+    for (int r = 0; r < R; ++r) {
       v0[r] = a[r] / W;
       v1[r] = e[r] > a[r] ? ceil_div(e[r], W) : v0[r];
       if (v1[r] > v0[r]) v_lo = std::min(v_lo, v0[r]), v_hi = std::max(v_hi, v1[r]);
@@ -1815,20 +1868,20 @@ class TiledForward {
       }
       return x;
     };
-    V vmax[MR];
+    V vmax[R];
     if (vmax_in != nullptr) {
-      for (int r = 0; r < MR; ++r) vmax[r] = vmax_in[r];
+      for (int r = 0; r < R; ++r) vmax[r] = vmax_in[r];
     } else {
-      for (int r = 0; r < MR; ++r) vmax[r] = V::set1(neg_inf);
+      for (int r = 0; r < R; ++r) vmax[r] = V::set1(neg_inf);
       for (int64_t v = v_lo; v < v_hi; ++v) {
-        for (int r = 0; r < MR; ++r) {
+        for (int r = 0; r < R; ++r) {
           if (v < v0[r] || v >= v1[r]) continue;
           vmax[r] = max(vmax[r], visible(r, v, V::load(ws.s + r * lds + v * W)));
         }
       }
     }
-    V neg_m[MR];
-    for (int r = 0; r < MR; ++r) {
+    V neg_m[R];
+    for (int r = 0; r < R; ++r) {
       live[r] = false;
       neg_m[r] = V::zero();
       if (e[r] <= a[r]) continue;
@@ -1844,10 +1897,10 @@ class TiledForward {
       neg_m[r] = V::set1(-m_new);
     }
     const V cv = V::set1(c);
-    V vsum[MR];
-    for (int r = 0; r < MR; ++r) vsum[r] = V::zero();
+    V vsum[R];
+    for (int r = 0; r < R; ++r) vsum[r] = V::zero();
     for (int64_t v = v_lo; v < v_hi; ++v) {
-      for (int r = 0; r < MR; ++r) {
+      for (int r = 0; r < R; ++r) {
         if (!live[r] || v < v0[r] || v >= v1[r]) continue;
         A* s = ws.s + r * lds + v * W;
         const V pv = exp2(visible(r, v, exponent<kNats>(V::load(s), cv, neg_m[r])));  // 0 off range
@@ -1855,7 +1908,7 @@ class TiledForward {
         vsum[r] = add(vsum[r], pv);
       }
     }
-    for (int r = 0; r < MR; ++r) {
+    for (int r = 0; r < R; ++r) {
       if (live[r]) ws.l[rb + r] = ws.l[rb + r] * alpha[r] + reduce_add(vsum[r]);  // l = alpha * l + rowsum(p)
     }
   }
@@ -2741,6 +2794,10 @@ class TiledForward {
   bool may_mask_values_;  // mask or bias: a key inside a row's range may be masked
   bool decode_;      // few rows per kv head: q . k as dot products on K rows, keys split in chunks
   int64_t dqp_;      // stride of the packed q rows (padded to whole vectors when decoding)
+  // One query row per kv head, decoding, no element-wise option, K and V rows of whole vectors read in
+  // place (K's also padding-free): decode_row.
+  bool lean_row_ = decode_ && group_ == 1 && geo_.max_rows() == 1 && !transform_ && p_.mask == nullptr &&
+                   v_rows_usable() && std::is_same_v<T, A> && p_.k_dim_stride == 1 && dqp_ == p_.head_dim;
   detail::DecodeSplit split_;
   int sub_blocks_ = 1;  // register blocks per group (scores of all, then P V of all)
   // q_in_place: also aligned to A (the block reads the rows as scalars; data at odd addresses is packed).
