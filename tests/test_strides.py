@@ -138,13 +138,16 @@ def test_rows_at_every_offset_within_a_cache_line(rng, path, dtype, d, sq):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("d", [16, 64, 128])
 @pytest.mark.parametrize("opts", ["plain", "causal", "window", "kv_lengths"])
-def test_one_row_decode_in_place_and_staged(rng, path, dtype, d, opts):
-    """One query row per kv head (multi-head decoding) whose K and V rows are read in place takes its
-    own loop over the KV tiles (decode_row); the same K and V as views with a step along D take the
-    general path (rows staged, V packed). The same bits either way (4500 keys: two chunks, merged), and
-    against the oracle."""
-    b, h, sk = 2, 2, 4500
-    q, k, v = qkv(rng, b=b, hq=h, sq=1, sk=sk, d=d, dtype=dtype)
+@pytest.mark.parametrize("group", [1, 4, 6])
+def test_one_row_decode_in_place_and_staged(rng, path, dtype, d, opts, group):
+    """One query row per query head (decoding one token) with up to a register block's heads per kv head
+    (MHA; GQA groups of 4, and of 6: a whole block on AVX-512 and AVX2, more than one on the baseline,
+    which takes the general path) whose K and V rows are read in place takes its own loop over the KV
+    tiles (decode_rows); the same K and V as views with a step along D take the general path (rows
+    staged, V packed). The same bits either way (4500 keys: two chunks, merged), and against the
+    oracle."""
+    b, hkv, sk = 2, 2, 4500
+    q, k, v = qkv(rng, b=b, hq=hkv * group, hkv=hkv, sq=1, sk=sk, d=d, dtype=dtype)
     kw = {
         "plain": {},
         "causal": {"causal": True},

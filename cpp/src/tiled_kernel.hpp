@@ -859,9 +859,16 @@ class TiledForward {
       plan_item(pf.item, next_item);
       pf.item.spread_over(kItemSteps * blocks * ceil_div(std::max<int64_t>(k_end - first_tile * tiles_.block_k, 0), tiles_.block_k));
     }
-    if (lean_row_) {
-      decode_row(ws, kbase, vbase, first_tile * tiles_.block_k, k_end);
-    } else {
+    bool lean = false;
+    if constexpr (std::is_same_v<T, A>) {
+      if (lean_rows_) {
+        detail::with_count<MR>(static_cast<int>(nrows), [&](auto rows_c) {
+          decode_rows<decltype(rows_c)::value>(ws, kbase, vbase, first_tile * tiles_.block_k, k_end);
+          lean = true;
+        });
+      }
+    }
+    if (!lean) {
       tiles_loop(ws, it, pf, first_tile, k_end, kbase, vbase, blocks);
     }
     if (split_.chunks > 1) {
@@ -874,45 +881,76 @@ class TiledForward {
     }
   }
 
-  // Decoding one query row per kv head (lean_row_: multi-head decoding, one token per sequence): the
-  // tiles of [j_first, k_end) in one loop through the same qk_dot, softmax_rows (for one row) and pv_group
-  // as the general path, so the same bits (tests/test_strides.py), without that path's bookkeeping for
-  // blocks of MR rows (tile records, block ranges and flags, P V jobs). The K rows of the next tile are
-  // asked for during this tile's P V and V's during Q K^T, as there. Measured (thirty-third session, same
-  // build with and without, alternated): B1 H32 Sk4096 D64 from L3 +9.5 % on one thread (22.5 -> 24.6
-  // GB/s) and +10 % on two; Sk65536 from memory +5 % on one thread (bench/RESULTS.md).
-  void decode_row(const Workspace& ws, int64_t kbase, int64_t vbase, int64_t j_first, int64_t k_end) const {
-    const int64_t bk = tiles_.block_k;
-    Workspace w = ws;
-    w.k_unasked = true;
-    A* const s = ws.s;
-    A* const o = ws.o;
+  // Decoding one query row per query head (lean_rows_: one token per sequence, R = the heads per kv head,
+  // at most a register block's): the tiles of [j_first, k_end) in one loop through the same dot_keys,
+  // softmax_rows (for R rows) and pv_decode as the general path, so the same bits (tests/test_strides.py),
+  // without that path's bookkeeping for blocks of MR rows (tile records, block ranges and flags, P V jobs).
+  // All R rows see the same keys (one position, ranges by position alone). The K rows of the next tile are
+  // asked for during this tile's P V and V's during Q K^T, as there. Measured (thirty-third and
+  // thirty-fourth sessions, one thread, bench/RESULTS.md): B1 H32 Sk4096 D64 (MHA, from L3) 22.5 GB/s in
+  // the general loop -> 26.3; B1 H32 Hkv8 Sk4096 D128 (GQA, from L3) 18.3 -> 19.6-20.0.
+  template <int R>
+  void decode_rows(const Workspace& ws, int64_t kbase, int64_t vbase, int64_t j_first, int64_t k_end) const {
+    const int64_t bk = tiles_.block_k, ks = p_.k_seq_stride, vs = p_.v_seq_stride;
+    const A* const k = static_cast<const A*>(p_.k) + kbase;
+    const A* const v = static_cast<const A*>(p_.v) + vbase;
+    bool k_unasked = true;
     for (int64_t j0 = j_first; j0 < k_end; j0 += bk) {
       const int64_t nk = std::min(bk, k_end - j0);
-      const int64_t a = std::clamp<int64_t>(ws.lo[0] - j0, 0, nk), e = std::clamp<int64_t>(ws.hi[0] - j0, 0, nk);
-      if (e <= a) {
-        w.k_unasked = true;
+      const int64_t a0 = std::clamp<int64_t>(ws.lo[0] - j0, 0, nk), e0 = std::clamp<int64_t>(ws.hi[0] - j0, 0, nk);
+      if (e0 <= a0) {
+        k_unasked = true;
         continue;
       }
-      qk_dot(w, 0, 1, kbase, vbase, j0, e);
-      A alpha;
-      bool live;
-      softmax_rows<false, 1>(ws, 0, &a, &e, nullptr, xf_c_, &alpha, &live);
-      if (!live) {
-        w.k_unasked = true;
-        continue;
+      qk_rows<R>(ws, k + j0 * ks, v + j0 * vs, e0, k_unasked);
+      int64_t a[R], e[R];
+      std::fill(a, a + R, a0), std::fill(e, e + R, e0);
+      A alpha[R];
+      bool live[R];
+      softmax_rows<false, R>(ws, 0, a, e, nullptr, xf_c_, alpha, live);
+      const A* prow[R];
+      A* orow[R];
+      A alive[R];
+      int n = 0;
+      for (int r = 0; r < R; ++r) {
+        if (!live[r]) continue;  // every visible score is -inf: nothing to add
+        prow[n] = ws.s + r * bk, orow[n] = ws.o + r * dvp_, alive[n] = alpha[r];
+        ++n;
       }
       const int64_t next = j0 + bk;
-      RowAsk ask;
-      if (next < k_end) {
-        ask = {static_cast<const char*>(p_.k) + (kbase + next * p_.k_seq_stride) * int64_t{sizeof(T)}, a,
-               p_.k_seq_stride * int64_t{sizeof(T)}, p_.head_dim * int64_t{sizeof(T)}};
+      const int64_t k_next = next < k_end ? kbase + next * ks : -1;
+      int64_t asked = -1;
+      if constexpr (R <= Blocking<A>::kDecodePvRows) {
+        if (n == R) {  // pv_decode's grouping of these rows, without its search (MHA: 26.3 GB/s against 25.3)
+          RowAsk ask;
+          if (k_next >= 0) {
+            ask = {reinterpret_cast<const char*>(k + next * ks), a0, ks * int64_t{sizeof(T)}, p_.head_dim * int64_t{sizeof(T)}};
+          }
+          pv_group<R, false>(prow, nullptr, orow, alive, a0, e0, detail::kDecodePvChain, v + j0 * vs, vs, ask);
+          asked = k_next >= 0 ? e0 - a0 : 0;
+        }
       }
-      const A* prow = s;
-      A* orow = o;
-      pv_group<1, false>(&prow, nullptr, &orow, &alpha, a, e, detail::kDecodePvChain,
-                         static_cast<const A*>(p_.v) + vbase + j0 * p_.v_seq_stride, p_.v_seq_stride, ask);
-      w.k_unasked = !(next < k_end) || e - a < std::min(bk, k_end - next);
+      if (asked < 0) asked = pv_decode(prow, orow, alive, a, e, n, v + j0 * vs, vs, k_next);
+      k_unasked = !(next < k_end) || asked < std::min(bk, k_end - next);
+    }
+  }
+
+  // decode_rows' Q K^T: qk_dot for R rows whose K and V rows are read in place, the rows' addresses and
+  // extents taken once per tile (+6 % over qk_dot for one row from L3, thirty-fourth session). k, v: the
+  // rows of the tile's first key.
+  template <int R>
+  void qk_rows(const Workspace& ws, const A* k, const A* v, int64_t nk, bool ask_k) const {
+    const int64_t ks = p_.k_seq_stride, vs = p_.v_seq_stride;
+    const int64_t k_bytes = p_.head_dim * int64_t{sizeof(T)}, v_bytes = p_.head_dim_v * int64_t{sizeof(T)};
+    for (int64_t j = 0; j < nk; j += kDotKeys) {
+      const int kj = static_cast<int>(std::min<int64_t>(kDotKeys, nk - j));
+      const A* kr[kDotKeys];
+      for (int t = 0; t < kDotKeys; ++t) {
+        if (ask_k && j + t + detail::kPrefetchKeys < nk) prefetch_lines<2>(k + (j + t + detail::kPrefetchKeys) * ks, k_bytes);
+        prefetch_lines<2>(v + (j + t) * vs, v_bytes);
+        kr[t] = k + (t < kj ? j + t : j) * ks;  // past the tile: a copy, not stored
+      }
+      dot_rows<R>(ws.q, kr, kj, ws.s + j, tiles_.block_k);
     }
   }
 
@@ -1302,32 +1340,49 @@ class TiledForward {
       }
       for (int r0 = 0; r0 < rows; r0 += G) {
         detail::with_count<G>(std::min(G, rows - r0), [&](auto rows_c) {
-          constexpr int R = decltype(rows_c)::value;
-          const A* q = ws.q + (rb + r0) * dqp_;
-          V acc[R][kDotKeys];
-          for (int r = 0; r < R; ++r) {
-            for (int t = 0; t < kDotKeys; ++t) acc[r][t] = V::zero();
-          }
-          for (int64_t d = 0; d < dqp_; d += W) {
-            V kv[kDotKeys];
-            for (int t = 0; t < kDotKeys; ++t) kv[t] = V::load(k[t] + d);
-            for (int r = 0; r < R; ++r) {
-              const V qv = V::load(q + r * dqp_ + d);
-              for (int t = 0; t < kDotKeys; ++t) acc[r][t] = fmadd(qv, kv[t], acc[r][t]);  // s += q * k
-            }
-          }
-          for (int r = 0; r < R; ++r) {
-            A* dst = ws.s + (r0 + r) * lds + j;
-            if (kj == kDotKeys) {
-              reduce_add4(acc[r][0], acc[r][1], acc[r][2], acc[r][3], dst);
-            } else {
-              A sums[kDotKeys];
-              reduce_add4(acc[r][0], acc[r][1], acc[r][2], acc[r][3], sums);
-              std::copy(sums, sums + kj, dst);
-            }
-          }
+          dot_keys<decltype(rows_c)::value>(ws.q + (rb + r0) * dqp_, k, kj, ws.s + r0 * lds + j, lds);
         });
       }
+    }
+  }
+
+  // S[r][t] = q_r . k_t for the R query rows at q (dqp_ apart) and the kj <= kDotKeys key rows k[t] (k[t]
+  // for t >= kj: any readable row, its sum not stored), into dst[r * lds + t]: W lanes per product, then
+  // reduce_add4. Each row's arithmetic is the same whatever R.
+  template <int R>
+  __attribute__((always_inline)) void dot_keys(const A* q, const A* const* k, int kj, A* dst, int64_t lds) const {
+    V acc[R][kDotKeys];
+    for (int r = 0; r < R; ++r) {
+      for (int t = 0; t < kDotKeys; ++t) acc[r][t] = V::zero();
+    }
+    for (int64_t d = 0; d < dqp_; d += W) {
+      V kv[kDotKeys];
+      for (int t = 0; t < kDotKeys; ++t) kv[t] = V::load(k[t] + d);
+      for (int r = 0; r < R; ++r) {
+        const V qv = V::load(q + r * dqp_ + d);
+        for (int t = 0; t < kDotKeys; ++t) acc[r][t] = fmadd(qv, kv[t], acc[r][t]);  // s += q * k
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      if (kj == kDotKeys) {
+        reduce_add4(acc[r][0], acc[r][1], acc[r][2], acc[r][3], dst + r * lds);
+      } else {
+        A sums[kDotKeys];
+        reduce_add4(acc[r][0], acc[r][1], acc[r][2], acc[r][3], sums);
+        std::copy(sums, sums + kj, dst + r * lds);
+      }
+    }
+  }
+
+  // dot_keys for R rows in groups of kDotRows.
+  template <int R>
+  __attribute__((always_inline)) void dot_rows(const A* q, const A* const* k, int kj, A* dst, int64_t lds) const {
+    constexpr int G = Blocking<A>::kDotRows;
+    if constexpr (R <= G) {
+      dot_keys<R>(q, k, kj, dst, lds);
+    } else {
+      dot_keys<G>(q, k, kj, dst, lds);
+      dot_rows<R - G>(q + G * dqp_, k, kj, dst + G * lds, lds);
     }
   }
 
@@ -2794,10 +2849,10 @@ class TiledForward {
   bool may_mask_values_;  // mask or bias: a key inside a row's range may be masked
   bool decode_;      // few rows per kv head: q . k as dot products on K rows, keys split in chunks
   int64_t dqp_;      // stride of the packed q rows (padded to whole vectors when decoding)
-  // One query row per kv head, decoding, no element-wise option, K and V rows of whole vectors read in
-  // place (K's also padding-free): decode_row.
-  bool lean_row_ = decode_ && group_ == 1 && geo_.max_rows() == 1 && !transform_ && p_.mask == nullptr &&
-                   v_rows_usable() && std::is_same_v<T, A> && p_.k_dim_stride == 1 && dqp_ == p_.head_dim;
+  // One query row per query head (decoding one token) and at most a register block's heads per kv head, no
+  // element-wise option, K and V rows of whole vectors read in place (K's also padding-free): decode_rows.
+  bool lean_rows_ = decode_ && geo_.max_rows() == 1 && group_ <= MR && !transform_ && p_.mask == nullptr &&
+                    v_rows_usable() && std::is_same_v<T, A> && p_.k_dim_stride == 1 && dqp_ == p_.head_dim;
   detail::DecodeSplit split_;
   int sub_blocks_ = 1;  // register blocks per group (scores of all, then P V of all)
   // q_in_place: also aligned to A (the block reads the rows as scalars; data at odd addresses is packed).
