@@ -910,11 +910,11 @@ class TiledForward {
       softmax_rows<false, R>(ws, 0, a, e, nullptr, xf_c_, alpha, live);
       const A* prow[R];
       A* orow[R];
-      A alive[R];
+      A alpha_live[R];
       int n = 0;
       for (int r = 0; r < R; ++r) {
         if (!live[r]) continue;  // every visible score is -inf: nothing to add
-        prow[n] = ws.s + r * bk, orow[n] = ws.o + r * dvp_, alive[n] = alpha[r];
+        prow[n] = ws.s + r * bk, orow[n] = ws.o + r * dvp_, alpha_live[n] = alpha[r];
         ++n;
       }
       const int64_t next = j0 + bk;
@@ -922,15 +922,12 @@ class TiledForward {
       int64_t asked = -1;
       if constexpr (R <= Blocking<A>::kDecodePvRows) {
         if (n == R) {  // pv_decode's grouping of these rows, without its search (MHA: 26.3 GB/s against 25.3)
-          RowAsk ask;
-          if (k_next >= 0) {
-            ask = {reinterpret_cast<const char*>(k + next * ks), a0, ks * int64_t{sizeof(T)}, p_.head_dim * int64_t{sizeof(T)}};
-          }
-          pv_group<R, false>(prow, nullptr, orow, alive, a0, e0, detail::kDecodePvChain, v + j0 * vs, vs, ask);
+          pv_group<R, false>(prow, nullptr, orow, alpha_live, a0, e0, detail::kDecodePvChain, v + j0 * vs, vs,
+                             k_rows_ask(k_next, a0));
           asked = k_next >= 0 ? e0 - a0 : 0;
         }
       }
-      if (asked < 0) asked = pv_decode(prow, orow, alive, a, e, n, v + j0 * vs, vs, k_next);
+      if (asked < 0) asked = pv_decode(prow, orow, alpha_live, a, e, n, v + j0 * vs, vs, k_next);
       k_unasked = !(next < k_end) || asked < std::min(bk, k_end - next);
     }
   }
@@ -1779,6 +1776,14 @@ class TiledForward {
     int64_t first = 0, stride = 0, bytes = 0;
   };
 
+  // The K rows that start at element k_at of p_.k, one per key from key `first` on, for pv_group to ask the
+  // caches for (none when k_at < 0).
+  RowAsk k_rows_ask(int64_t k_at, int64_t first) const {
+    if (k_at < 0) return {};
+    return {static_cast<const char*>(p_.k) + k_at * int64_t{sizeof(T)}, first, p_.k_seq_stride * int64_t{sizeof(T)},
+            p_.head_dim * int64_t{sizeof(T)}};
+  }
+
   // k_next: where the K rows to ask the caches for meanwhile start in p_.k (qk_dot), or -1. The first group
   // of rows asks, one K row per key of its range; returns how many rows that is.
   int64_t pv_decode(const A* const* p, A* const* o, const A* alpha, const int64_t* a, const int64_t* e, int rows,
@@ -1787,11 +1792,7 @@ class TiledForward {
     for (int x = 0; x < rows;) {
       int n = 1;
       while (x + n < rows && n < kRowsMax && a[x + n] == a[x] && e[x + n] == e[x]) ++n;
-      RowAsk ask;
-      if (x == 0 && k_next >= 0) {
-        ask = {static_cast<const char*>(p_.k) + k_next * int64_t{sizeof(T)}, a[0], p_.k_seq_stride * int64_t{sizeof(T)},
-               p_.head_dim * int64_t{sizeof(T)}};
-      }
+      const RowAsk ask = x == 0 ? k_rows_ask(k_next, a[0]) : RowAsk{};
       detail::with_count<kRowsMax>(n, [&](auto rows_c) {
         pv_group<decltype(rows_c)::value, false>(p + x, nullptr, o + x, alpha + x, a[x], e[x], detail::kDecodePvChain,
                                                  vt, ldv, ask);
