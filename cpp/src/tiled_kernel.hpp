@@ -919,15 +919,7 @@ class TiledForward {
       }
       const int64_t next = j0 + bk;
       const int64_t k_next = next < k_end ? kbase + next * ks : -1;
-      int64_t asked = -1;
-      if constexpr (R <= Blocking<A>::kDecodePvRows) {
-        if (n == R) {  // pv_decode's grouping of these rows, without its search (MHA: 26.3 GB/s against 25.3)
-          pv_group<R, false>(prow, nullptr, orow, alpha_live, a0, e0, detail::kDecodePvChain, v + j0 * vs, vs,
-                             k_rows_ask(k_next, a0));
-          asked = k_next >= 0 ? e0 - a0 : 0;
-        }
-      }
-      if (asked < 0) asked = pv_decode(prow, orow, alpha_live, a, e, n, v + j0 * vs, vs, k_next);
+      const int64_t asked = pv_decode<R>(prow, orow, alpha_live, a, e, n, v + j0 * vs, vs, k_next);
       k_unasked = !(next < k_end) || asked < std::min(bk, k_end - next);
     }
   }
@@ -1597,7 +1589,7 @@ class TiledForward {
     if (job.careful) {
       pv_careful(job.prow, job.orow, job.drow, job.alpha, job.ra, job.re, job.active, vt, ldv);
     } else if (decode_) {
-      return pv_decode(job.prow, job.orow, job.alpha, job.ra, job.re, job.active, vt, ldv, job.k_next);
+      return pv_decode<MR>(job.prow, job.orow, job.alpha, job.ra, job.re, job.active, vt, ldv, job.k_next);
     } else {
       pv_rows(job.prow, job.orow, job.alpha, job.ra, job.re, job.active, vt, ldv);
     }
@@ -1785,10 +1777,15 @@ class TiledForward {
   }
 
   // k_next: where the K rows to ask the caches for meanwhile start in p_.k (qk_dot), or -1. The first group
-  // of rows asks, one K row per key of its range; returns how many rows that is.
+  // of rows asks, one K row per key of its range; returns how many rows that is. RMax: the most rows the
+  // caller passes (decode_rows: its R), so that one row compiles to pv_group<1> with no search or dispatch.
+  // Measured (one thread, MHA B1 H32 Sk4096 D64 from L3): the grouping for up to kDecodePvRows rows 25.3
+  // GB/s, a direct call 26.3 (thirty-fourth session); this form the same as the direct call, 25.3-25.9 in
+  // alternated runs of both builds, and GQA (R = 4) 19.3-19.8 against 19.5-19.8 (thirty-fifth).
+  template <int RMax>
   int64_t pv_decode(const A* const* p, A* const* o, const A* alpha, const int64_t* a, const int64_t* e, int rows,
                     const A* vt, int64_t ldv, int64_t k_next) const {
-    constexpr int kRowsMax = Blocking<A>::kDecodePvRows;
+    constexpr int kRowsMax = std::min(RMax, Blocking<A>::kDecodePvRows);
     for (int x = 0; x < rows;) {
       int n = 1;
       while (x + n < rows && n < kRowsMax && a[x + n] == a[x] && e[x + n] == e[x]) ++n;
