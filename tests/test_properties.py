@@ -3,7 +3,13 @@ passes the oracle's error rule (with the rounding floor for tiny shapes, see con
 equals, bit for bit, the result on contiguous copies.
 
 TILEATTN_FUZZ_EXAMPLES sets the examples per path (default 60) for a longer search, e.g.
-``TILEATTN_FUZZ_EXAMPLES=8000 python -m pytest tests/test_properties.py -p no:benchmark``."""
+``TILEATTN_FUZZ_EXAMPLES=8000 python -m pytest tests/test_properties.py -p no:benchmark``.
+
+The small problems above do not reach the kernels' paths for larger ones; test_random_large_problems
+draws those (a tenth as many examples): decoding against up to 20k keys (the keys split in chunks merged
+through their LSE, the lean loop for one row per query head), few rows per kv head against long keys,
+items of hundreds of rows (the larger KV tiles, register blocks in groups), GQA groups up to 8; also
+bit for bit the same result on one thread as on two."""
 
 from __future__ import annotations
 
@@ -122,6 +128,64 @@ def dot_rounding_bound(q, k, pr, dtype):
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pr=problems())
 def test_random_problems(path, pr):
+    check_problem(path, pr)
+
+
+@st.composite
+def large_problems(draw):
+    """Problems of the sizes where the kernels change paths (see the module's docstring); rank 4, each array
+    laid out as in `problems` but with steps of at most 2 on one axis (the arrays are large)."""
+    kind = draw(st.sampled_from(["decode", "few_rows", "many_rows", "groups"]))
+    hkv = draw(st.integers(1, 3))
+    group = draw(st.integers(1, 8))
+    if kind == "decode":
+        sq, sk = draw(st.integers(1, 2)), draw(st.integers(1, 20000))
+    elif kind == "few_rows":
+        sq, sk = draw(st.integers(1, 16)), draw(st.integers(100, 9000))
+    elif kind == "many_rows":
+        group = draw(st.integers(1, 2))
+        sq, sk = draw(st.integers(200, 700)), draw(st.integers(1, 1500))
+    else:
+        sq, sk = draw(st.integers(33, 130)), draw(st.integers(100, 1200))
+    d = draw(st.sampled_from([8, 31, 32, 64, 80, 96, 128, 129, 160]))
+    pr = draw(problems())
+    layouts = []
+    for _ in range(3):
+        steps = [1, 1, 1, 1]
+        steps[draw(st.integers(0, 3))] = draw(st.integers(1, 2))
+        layouts.append(
+            (
+                draw(st.permutations(range(4))),
+                steps,
+                draw(st.lists(st.booleans(), min_size=4, max_size=4)),
+            )
+        )
+    pr.update(
+        rank=4,
+        b=draw(st.integers(1, 2)),
+        hkv=hkv,
+        hq=hkv * group,
+        sq=sq,
+        sk=sk,
+        d=d,
+        dv=draw(st.one_of(st.just(d), st.integers(1, 140))),
+        layouts=layouts,
+    )
+    return pr
+
+
+@pytest.mark.parametrize("path", PATHS, ids=[f"{p}-{i}" for p, i in PATHS])
+@settings(
+    max_examples=max(1, EXAMPLES // 10), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(pr=large_problems())
+def test_random_large_problems(path, pr):
+    check_problem(path, pr, threads=True)
+
+
+def check_problem(path, pr, threads=False):
+    """The checks of one drawn problem: the oracle's error rule, the same bits on contiguous copies (and, with
+    `threads`, on one thread as on two)."""
     rng = np.random.default_rng(pr["seed"])
     dtype = BF16 if pr["dtype"] == "bfloat16" else np.dtype(pr["dtype"])
     q, k, v = (
@@ -143,6 +207,11 @@ def test_random_problems(path, pr):
     out, lse = run(q, k, v, path, return_lse=True, **kw)
     contiguous = run(*(np.ascontiguousarray(x) for x in (q, k, v)), path, return_lse=True, **kw)
     assert np.array_equal(out, contiguous[0]) and np.array_equal(lse, contiguous[1])
+    if threads:
+        one = run(q, k, v, path, return_lse=True, num_threads=1, **kw)
+        two = run(q, k, v, path, return_lse=True, num_threads=2, **kw)
+        assert np.array_equal(one[0], two[0]) and np.array_equal(one[1], two[1])
+        assert np.array_equal(out, two[0]) and np.array_equal(lse, two[1])
     ref, ref_lse = oracle(q, k, v, return_lse=True, **kw)
     if pr["sk"] > 0 and np.isfinite(np.asarray(ref, dtype=np.float64)).all():
         naive, naive_lse = reference.naive_attention(q, k, v, return_lse=True, **kw)
