@@ -204,14 +204,13 @@ def check_problem(path, pr, threads=False):
     if "lengths" in pr["extras"]:
         kw["q_lengths"] = rng.integers(0, pr["sq"] + 1, b)
         kw["kv_lengths"] = rng.integers(0, pr["sk"] + 1, b)
-    out, lse = run(q, k, v, path, return_lse=True, **kw)
+    two = {"num_threads": 2} if threads else {}
+    out, lse = run(q, k, v, path, return_lse=True, **two, **kw)
     contiguous = run(*(np.ascontiguousarray(x) for x in (q, k, v)), path, return_lse=True, **kw)
     assert np.array_equal(out, contiguous[0]) and np.array_equal(lse, contiguous[1])
     if threads:
         one = run(q, k, v, path, return_lse=True, num_threads=1, **kw)
-        two = run(q, k, v, path, return_lse=True, num_threads=2, **kw)
-        assert np.array_equal(one[0], two[0]) and np.array_equal(one[1], two[1])
-        assert np.array_equal(out, two[0]) and np.array_equal(lse, two[1])
+        assert np.array_equal(out, one[0]) and np.array_equal(lse, one[1])
     ref, ref_lse = oracle(q, k, v, return_lse=True, **kw)
     if pr["sk"] > 0 and np.isfinite(np.asarray(ref, dtype=np.float64)).all():
         naive, naive_lse = reference.naive_attention(q, k, v, return_lse=True, **kw)
