@@ -210,9 +210,12 @@ __attribute__((noinline, target("avx512bf16"))) void qk_block_bf16(const uint32_
 // P V for R rows and N output vectors starting at column `col`: acc[r] = sum_{j < nkeys} p[r][j] * vt[j],
 // summed from zero over these keys only, then merged into the running output: o[r] = alpha[r] * o[r] +
 // acc[r] (the online-softmax rescale comes free; alpha is 1 for all but a tile's first chain).
-template <class A, int R, int N>
+// kRagged (rows that see prefixes of the keys, the causal diagonal): row r sums keys [0, ends[r]) only, its
+// probabilities past them never read, with the operations per element of a block over ends[r] keys (so the
+// same bits as the row on its own), a test per row and key in place of a call per row.
+template <class A, int R, int N, bool kRagged = false>
 inline void pv_block(const A* const* p, A* const* o, const A* alpha, const A* vt, int64_t ldv, int64_t nkeys,
-                     int64_t col) {
+                     int64_t col, const int64_t* ends = nullptr) {
   using V = Vec<A>;
   constexpr int W = V::kWidth;
   V acc[R][N];
@@ -227,6 +230,9 @@ inline void pv_block(const A* const* p, A* const* o, const A* alpha, const A* vt
     for (int n = 0; n < N; ++n) vv[n] = V::load(vt + j * ldv + col + n * W);
     TILEATTN_UNROLL
     for (int r = 0; r < R; ++r) {
+      if constexpr (kRagged) {
+        if (j >= ends[r]) continue;
+      }
       const V pv = V::set1(p[r][j]);
       TILEATTN_UNROLL
       for (int n = 0; n < N; ++n) acc[r][n] = fmadd(pv, vv[n], acc[r][n]);  // acc += p * v
@@ -243,47 +249,6 @@ inline void pv_block(const A* const* p, A* const* o, const A* alpha, const A* vt
   }
 }
 
-
-// pv_block for rows that see prefixes of the keys (the causal diagonal): row r sums keys [0, ends[r]) only,
-// its probabilities past them never read, with the operations per element of pv_block over ends[r] keys
-// (so the same bits as a row on its own), a test per row and key in place of a call per row.
-template <class A, int R, int N>
-inline void pv_block_ragged(const A* const* p, A* const* o, const A* alpha, const A* vt, int64_t ldv,
-                            const int64_t* ends, int64_t nkeys, int64_t col) {
-  using V = Vec<A>;
-  constexpr int W = V::kWidth;
-  V acc[R][N];
-  TILEATTN_UNROLL
-  for (int r = 0; r < R; ++r) {
-    TILEATTN_UNROLL
-    for (int n = 0; n < N; ++n) acc[r][n] = V::zero();
-  }
-  int64_t e[R];
-  TILEATTN_UNROLL
-  for (int r = 0; r < R; ++r) e[r] = ends[r];
-  for (int64_t j = 0; j < nkeys; ++j) {
-    V vv[N];
-    TILEATTN_UNROLL
-    for (int n = 0; n < N; ++n) vv[n] = V::load(vt + j * ldv + col + n * W);
-    TILEATTN_UNROLL
-    for (int r = 0; r < R; ++r) {
-      if (j < e[r]) {
-        const V pv = V::set1(p[r][j]);
-        TILEATTN_UNROLL
-        for (int n = 0; n < N; ++n) acc[r][n] = fmadd(pv, vv[n], acc[r][n]);  // acc += p * v
-      }
-    }
-  }
-  TILEATTN_UNROLL
-  for (int r = 0; r < R; ++r) {
-    const V av = V::set1(alpha[r]);
-    TILEATTN_UNROLL
-    for (int n = 0; n < N; ++n) {
-      A* dst = o[r] + col + n * W;
-      fmadd(V::load(dst), av, acc[r][n]).store(dst);  // o = alpha * o + acc
-    }
-  }
-}
 
 // W elements of storage type T at p as a vector of A (T == A: a plain load; float16/bfloat16: converted).
 template <class A, class T>
@@ -1739,7 +1704,7 @@ class TiledForward {
   // in chains over fixed sub-blocks [c, c + kPvChain) of the tile, each merged into O (the row's first chain
   // with the rescale alpha): a two-level sum whose rounding error stays that of a BLAS product, and the same
   // for a row whatever block it is in. Chains a row sees from their first key go through register blocks:
-  // pv_block when every such row sees the whole chain, else pv_block_ragged, each row up to its own last key
+  // pv_block when every such row sees the whole chain, else its kRagged form, each row up to its own last key
   // (the causal diagonal; measured, one thread, alternated: causal S16 D64 +4-7 %, S512 +2 %, S2048 +0.5 %,
   // thirty-fifth session). Rows that start inside a chain (a window's left edge) go row by row. Either way a
   // row never multiplies a probability with a value it may not see.
@@ -1782,7 +1747,7 @@ class TiledForward {
           const int n = static_cast<int>(vecs / passes + (x < vecs % passes ? 1 : 0));
           detail::with_count<NP>(n, [&](auto n_c) {
             if (ragged) {
-              pv_block_ragged<A, R, decltype(n_c)::value>(pf, of, sf, vt + c * ldv, ldv, ends, keys, col);
+              pv_block<A, R, decltype(n_c)::value, true>(pf, of, sf, vt + c * ldv, ldv, keys, col, ends);
             } else {
               pv_block<A, R, decltype(n_c)::value>(pf, of, sf, vt + c * ldv, ldv, keys, col);
             }
