@@ -468,6 +468,17 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("threads"), py::arg("bytes") = int64_t{1} << 30, py::arg("repeats") = 5);
   m.def(
+      "probe_read_buffer",
+      [](const py::array& data, int threads) {
+        if (!data.dtype().is(py::dtype::of<float>())) throw py::type_error("data: must be float32");
+        if (!(data.flags() & py::array::c_style)) throw py::value_error("data: must be C-contiguous");
+        const auto* ptr = static_cast<const float*>(data.data());
+        const auto n = static_cast<int64_t>(data.size());
+        py::gil_scoped_release release;
+        return tileattn::probe_read_buffer(ptr, n, threads);
+      },
+      py::arg("data"), py::arg("threads"));
+  m.def(
       "probe_threads",
       [](int threads, double seconds) {
         py::gil_scoped_release release;

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import tileattn
@@ -127,3 +128,33 @@ def test_bench_compare_steady_json(tmp_path):
     assert report["results"][0]["seconds"]["tileattn"] > 0
     with pytest.raises(SystemExit):
         bench.main(["--masks", "--steady", "--no-torch"])
+
+
+def test_probe_read_buffer_reads_every_vector():
+    """The read probe the benchmark times beside decoding: the sum of the caller's floats on 1 and 2
+    threads (whole vectors per thread), and clear errors for another dtype or a strided array."""
+    from tileattn import _core
+
+    data = (np.arange(3 * 4096, dtype=np.int64) % 7).astype(np.float32)
+    for threads in (1, 2):
+        assert _core.probe_read_buffer(data, threads) == float(data.sum())
+    with pytest.raises(TypeError, match="data"):
+        _core.probe_read_buffer(data.astype(np.float64), 1)
+    with pytest.raises(ValueError, match="data"):
+        _core.probe_read_buffer(data[::2], 1)
+
+
+def test_bench_bandwidth_side_by_side():
+    """The decode case's share of the read bandwidth: against the read probe timed in the same bursts
+    when there is one (the ratio of their times, both reading K and V's bytes), else against the best
+    probe reading of the run."""
+    from tileattn import bench
+
+    case = next(c for c in bench.cases() if any(k == "bandwidth" for k, _ in c.targets))
+    peaks = {"read_gbs": case.kv_bytes() / 1e9}  # reads K and V in one second
+    side = bench.evaluate(case, {"tileattn": 2.0, bench.READ_RUNNER: 1.5}, peaks, {})
+    best = bench.evaluate(case, {"tileattn": 2.0}, peaks, {})
+    (bw_side,) = [m for what, m, _, _ in side if what == "of read bandwidth"]
+    (bw_best,) = [m for what, m, _, _ in best if what == "of read bandwidth"]
+    assert bw_side == pytest.approx(0.75)
+    assert bw_best == pytest.approx(0.5)

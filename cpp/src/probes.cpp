@@ -104,25 +104,30 @@ double probe_fma_gflops(int threads, bool f64, double seconds) {
   return static_cast<double>(threads) * static_cast<double>(iters) * flops_per_iter(isa, f64) / t / 1e9;
 }
 
-double probe_read_gbs(int threads, int64_t bytes, int repeats) {
+double probe_read_buffer(const float* data, int64_t n, int threads) {
   threads = std::max(threads, 1);
   const Isa isa = detail::selected_isa();
+  const int64_t chunk = n / threads / 1024 * 1024;
+  std::vector<double> sums(static_cast<size_t>(threads), 0.0);
+  detail::parallel_for(threads, 1, threads, [&](int64_t t, int64_t) {
+    const int64_t begin = t * chunk;
+    const int64_t len = t == threads - 1 ? n - begin : chunk;
+    sums[static_cast<size_t>(t)] = probe_read_isa(isa, data + begin, len);
+  });
+  double total = 0;
+  for (double x : sums) total += x;
+  return total;
+}
+
+double probe_read_gbs(int threads, int64_t bytes, int repeats) {
   const int64_t n = std::max<int64_t>(bytes / 4 / 4096 * 4096, 4096);
   std::vector<float> buffer;
   buffer.assign(static_cast<size_t>(n), 1.0f);  // touched: no page faults inside the timing
-  const int64_t chunk = n / threads / 1024 * 1024;
-  auto pass = [&] {
-    detail::parallel_for(threads, 1, threads, [&](int64_t t, int64_t) {
-      const int64_t begin = t * chunk;
-      const int64_t len = t == threads - 1 ? n - begin : chunk;
-      g_sink = g_sink + probe_read_isa(isa, buffer.data() + begin, len);
-    });
-  };
-  pass();  // warm-up
+  g_sink = g_sink + probe_read_buffer(buffer.data(), n, threads);  // warm-up
   double best = 0;
   for (int r = 0; r < std::max(repeats, 1); ++r) {
     const auto t0 = std::chrono::steady_clock::now();
-    pass();
+    g_sink = g_sink + probe_read_buffer(buffer.data(), n, threads);
     best = std::max(best, static_cast<double>(n) * 4.0 / seconds_since(t0) / 1e9);
   }
   return best;

@@ -216,6 +216,7 @@ def probes(threads: int) -> dict[str, float]:
 
 
 F32_RUNNER = "tileattn float32"  # a low-precision case's float32 twin, timed in the same bursts
+READ_RUNNER = "read probe"  # a bandwidth case's read probe over as many bytes, in the same bursts
 
 
 def evaluate(
@@ -244,7 +245,14 @@ def evaluate(
             measured = times["numpy"] / t
             out.append(("x NumPy", measured, value, measured >= value))
         elif kind == "bandwidth":
-            measured = case.kv_bytes() / t / 1e9 / peaks["read_gbs"]
+            # Side by side: the read probe over as many bytes as K and V, timed interleaved in this case's
+            # bursts, since a shared machine's memory bandwidth moves from minute to minute (25-53 GB/s
+            # in one session on a Zen 4; bench/RESULTS.md). Without it, the best of the probes run before
+            # and after every case.
+            if READ_RUNNER in times:
+                measured = times[READ_RUNNER] / t
+            else:
+                measured = case.kv_bytes() / t / 1e9 / peaks["read_gbs"]
             out.append(("of read bandwidth", measured, value, measured >= value))
         elif kind == "f32":
             # Side by side: the same values as float32, timed interleaved in this case's bursts (else
@@ -292,6 +300,9 @@ def run(
             runners[F32_RUNNER] = lambda q=q32, k=k32, v=v32, out=out32, c=case: attention(
                 q, k, v, causal=c.causal, out=out, num_threads=threads
             )
+        if any(kind == "bandwidth" for kind, _ in case.targets):
+            buffer = np.ones(int(case.kv_bytes()) // 4, np.float32)
+            runners[READ_RUNNER] = lambda buffer=buffer: _core.probe_read_buffer(buffer, threads)
         if case.numpy:
             runners["numpy"] = lambda q=q, k=k, v=v, c=case: textbook_numpy(q, k, v, c.causal)
             runners["numpy in-place"] = lambda q=q, k=k, v=v, c=case: reference.naive_attention(
@@ -318,7 +329,9 @@ def run(
                 "flops": case.flops(),
                 "kv_bytes": case.kv_bytes(),
                 "seconds": times,
-                "gflops": {name: case.flops() / t / 1e9 for name, t in times.items()},
+                "gflops": {
+                    name: case.flops() / t / 1e9 for name, t in times.items() if name != READ_RUNNER
+                },
                 "targets": [
                     {"what": w, "measured": m, "required": r, "met": ok} for w, m, r, ok in checks
                 ],
@@ -368,6 +381,14 @@ def format_table(report: dict[str, Any]) -> str:
             f"{g['torch']:.1f}" if "torch" in g else "-",
             f"{g['numpy']:.1f}" if "numpy" in g else "-",
         ]
+        if READ_RUNNER in r["seconds"]:
+            side = r["kv_bytes"] / r["seconds"][READ_RUNNER] / 1e9
+            best = r["kv_bytes"] / r["seconds"]["tileattn"] / 1e9 / p["read_gbs"]
+            notes.append(
+                f"{r['case']}: read bandwidth = the read probe over the same {r['kv_bytes'] / 1e6:.0f} MB, "
+                f"timed in the same bursts ({side:.1f} GB/s); against the best probe reading of the run "
+                f"({p['read_gbs']:.1f} GB/s) tileattn reads {100 * best:.0f}%."
+            )
         if "numpy in-place" in g:
             notes.append(
                 f"{r['case']}: NumPy = textbook softmax(q @ k.T * scale) @ v; an in-place NumPy variant "
