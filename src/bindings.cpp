@@ -461,6 +461,14 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("threads"), py::arg("f64") = false, py::arg("seconds") = 0.5);
   m.def(
+      "probe_fma_run",
+      [](int threads, bool f64, int64_t iters) {
+        if (iters < 1) throw py::value_error("iters: must be at least 1, got " + std::to_string(iters));
+        py::gil_scoped_release release;
+        return tileattn::probe_fma_run(threads, f64, iters);
+      },
+      py::arg("threads"), py::arg("f64"), py::arg("iters"));
+  m.def(
       "probe_read_gbs",
       [](int threads, int64_t bytes, int repeats) {
         py::gil_scoped_release release;

@@ -144,6 +144,47 @@ def test_probe_read_buffer_reads_every_vector():
         _core.probe_read_buffer(data[::2], 1)
 
 
+def test_probe_fma_run_counts_its_flops():
+    """The FMA probe the benchmark times beside the peak cases: the FLOPs it reports grow with the
+    threads and the iterations (a float64 vector holds half the lanes of a float32 one), and iters below
+    1 is refused naming the argument."""
+    from tileattn import _core
+
+    one = _core.probe_fma_run(1, False, 1)
+    assert one > 0
+    assert _core.probe_fma_run(2, False, 5) == 10 * one
+    assert _core.probe_fma_run(1, True, 3) == 3 * one / 2
+    with pytest.raises(ValueError, match="iters"):
+        _core.probe_fma_run(1, False, 0)
+
+
+def test_bench_peak_side_by_side(monkeypatch, tmp_path, capsys):
+    """A case with a peak target: against the FMA probe timed in its bursts when there is one, else
+    against the best probe reading of the run; python -m tileattn bench --compare times the probe beside
+    the call and says both in its table."""
+    from tileattn import bench
+
+    case = bench.Case("prefill", 1, 2, 2, 192, 192, 64, False, targets=[("peak", 0.85)])
+    # The best probe reading does the case's work in one second.
+    peaks = {"fma_f32_gflops": case.flops() / 1e9}
+    side = bench.evaluate(
+        case, {"tileattn": 2.0}, peaks, {}, fma_gflops=peaks["fma_f32_gflops"] / 1.5
+    )
+    best = bench.evaluate(case, {"tileattn": 2.0}, peaks, {})
+    assert [m for _, m, _, _ in side] == [pytest.approx(0.75)]
+    assert [m for _, m, _, _ in best] == [pytest.approx(0.5)]
+
+    monkeypatch.setattr(bench, "cases", lambda: [case])
+    path = tmp_path / "p.json"
+    args = ["--rounds", "1", "--min-time", "0", "--no-torch", "--json", str(path), "--png", ""]
+    assert bench.main(args) == 0
+    (r,) = json.loads(path.read_text())["results"]
+    probe = r["gflops"][bench.FMA_RUNNER]
+    assert probe > 0 and r["seconds"][bench.FMA_RUNNER] > 0
+    assert r["targets"][0]["measured"] == pytest.approx(r["gflops"]["tileattn"] / probe)
+    assert "FMA probe timed in the same bursts" in capsys.readouterr().out
+
+
 def test_bench_bandwidth_side_by_side():
     """The decode case's share of the read bandwidth: against the read probe timed in the same bursts
     when there is one (the ratio of their times, both reading K and V's bytes), else against the best

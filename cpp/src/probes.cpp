@@ -83,6 +83,14 @@ volatile double g_sink = 0;  // keeps the probes' results alive
 
 }  // namespace
 
+double probe_fma_run(int threads, bool f64, int64_t iters) {
+  threads = std::max(threads, 1);
+  iters = std::max<int64_t>(iters, 1);
+  const Isa isa = detail::selected_isa();
+  detail::parallel_for(threads, 1, threads, [&](int64_t, int64_t) { g_sink = g_sink + probe_fma_isa(isa, f64, iters); });
+  return static_cast<double>(threads) * static_cast<double>(iters) * flops_per_iter(isa, f64);
+}
+
 double probe_fma_gflops(int threads, bool f64, double seconds) {
   threads = std::max(threads, 1);
   const Isa isa = detail::selected_isa();
@@ -99,9 +107,8 @@ double probe_fma_gflops(int threads, bool f64, double seconds) {
     iters *= 4;
   }
   const auto t0 = std::chrono::steady_clock::now();
-  detail::parallel_for(threads, 1, threads, [&](int64_t, int64_t) { g_sink = g_sink + probe_fma_isa(isa, f64, iters); });
-  const double t = seconds_since(t0);
-  return static_cast<double>(threads) * static_cast<double>(iters) * flops_per_iter(isa, f64) / t / 1e9;
+  const double flops = probe_fma_run(threads, f64, iters);
+  return flops / seconds_since(t0) / 1e9;
 }
 
 double probe_read_buffer(const float* data, int64_t n, int threads) {

@@ -192,6 +192,10 @@ TILEATTN_API const char* isa_name(Isa isa);
 // `repeats` passes over a buffer of `bytes` bytes split across `threads` threads.
 TILEATTN_API double probe_fma_gflops(int threads, bool f64, double seconds);
 TILEATTN_API double probe_read_gbs(int threads, int64_t bytes, int repeats);
+// One run of that FMA loop, `iters` iterations (at least 1) on each of `threads` threads; returns the
+// floating-point operations done. Benchmarks time it beside a kernel, so that both meet the same minute of
+// a shared machine.
+TILEATTN_API double probe_fma_run(int threads, bool f64, int64_t iters);
 // One pass of that read over the caller's `n` floats at `data`, split across `threads` threads; returns
 // their sum (whole vectors only: a tail shorter than four vectors per thread is not read). Benchmarks time
 // it beside a kernel that reads as many bytes, so that both meet the same minute of a shared machine.
