@@ -1343,11 +1343,15 @@ class TiledForward {
 
   // S[r][t] = q_r . k_t for the R query rows at q (dqp_ apart) and the kj <= kDotKeys key rows k[t] (k[t]
   // for t >= kj: any readable row, its sum not stored), into dst[r * lds + t]: W lanes per product, then
-  // reduce_add4. Each row's arithmetic is the same whatever R.
+  // reduce_add4. Each row's arithmetic is the same whatever R. The loops over rows are unrolled, so that the
+  // accumulators stay in registers: as plain loops (the reduction's a branch per row), GCC kept them on the
+  // stack, and decoding from L3 ran 7-13 % slower (with pv_group's unrolled merge, thirty-eighth session).
   template <int R>
   __attribute__((always_inline)) void dot_keys(const A* q, const A* const* k, int kj, A* dst, int64_t lds) const {
     V acc[R][kDotKeys];
+    TILEATTN_UNROLL
     for (int r = 0; r < R; ++r) {
+      TILEATTN_UNROLL
       for (int t = 0; t < kDotKeys; ++t) acc[r][t] = V::zero();
     }
     for (int64_t d = 0; d < dqp_; d += W) {
@@ -1358,10 +1362,12 @@ class TiledForward {
         for (int t = 0; t < kDotKeys; ++t) acc[r][t] = fmadd(qv, kv[t], acc[r][t]);  // s += q * k
       }
     }
-    for (int r = 0; r < R; ++r) {
-      if (kj == kDotKeys) {
-        reduce_add4(acc[r][0], acc[r][1], acc[r][2], acc[r][3], dst + r * lds);
-      } else {
+    if (kj == kDotKeys) {
+      TILEATTN_UNROLL
+      for (int r = 0; r < R; ++r) reduce_add4(acc[r][0], acc[r][1], acc[r][2], acc[r][3], dst + r * lds);
+    } else {
+      TILEATTN_UNROLL
+      for (int r = 0; r < R; ++r) {
         A sums[kDotKeys];
         reduce_add4(acc[r][0], acc[r][1], acc[r][2], acc[r][3], sums);
         std::copy(sums, sums + kj, dst + r * lds);
@@ -1835,26 +1841,47 @@ class TiledForward {
         for (int64_t j0 = a; j0 < e; j0 += chain) {
           const int64_t j1 = std::min(e, j0 + chain);
           V acc[R][C];
+          TILEATTN_UNROLL
           for (int r = 0; r < R; ++r) {
+            TILEATTN_UNROLL
             for (int c = 0; c < C; ++c) acc[r][c] = V::zero();
           }
           for (int64_t j = j0; j < j1; ++j) {
             if (ask.at != nullptr) prefetch_lines<2>(ask.at + (j - ask.first) * ask.stride + ask_lo, ask_hi - ask_lo);
             V vv[C];
+            TILEATTN_UNROLL
             for (int c = 0; c < C; ++c) vv[c] = V::load(vt + j * ldv + col + c * W);
+            TILEATTN_UNROLL
             for (int r = 0; r < R; ++r) {
               if constexpr (kDead) {
                 if (dead[r][j]) continue;
               }
               const V pv = V::set1(p[r][j]);
+              TILEATTN_UNROLL
               for (int c = 0; c < C; ++c) acc[r][c] = fmadd(pv, vv[c], acc[r][c]);  // acc += p * v
             }
           }
-          for (int r = 0; r < R; ++r) {
-            const V av = V::set1(alpha[r]);
-            for (int c = 0; c < C; ++c) {
-              A* dst = o[r] + col + c * W;
-              (j0 == a ? fmadd(V::load(dst), av, acc[r][c]) : add(V::load(dst), acc[r][c])).store(dst);  // o = alpha o + acc
+          // o = alpha o + acc for the first chain, o + acc after: each branch unrolled, so that the
+          // accumulators stay in registers (as one loop with the choice per element, GCC stored them on the
+          // stack and reloaded them; see dot_keys).
+          if (j0 == a) {
+            TILEATTN_UNROLL
+            for (int r = 0; r < R; ++r) {
+              const V av = V::set1(alpha[r]);
+              TILEATTN_UNROLL
+              for (int c = 0; c < C; ++c) {
+                A* dst = o[r] + col + c * W;
+                fmadd(V::load(dst), av, acc[r][c]).store(dst);
+              }
+            }
+          } else {
+            TILEATTN_UNROLL
+            for (int r = 0; r < R; ++r) {
+              TILEATTN_UNROLL
+              for (int c = 0; c < C; ++c) {
+                A* dst = o[r] + col + c * W;
+                add(V::load(dst), acc[r][c]).store(dst);
+              }
             }
           }
         }
