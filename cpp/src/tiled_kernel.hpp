@@ -1345,7 +1345,8 @@ class TiledForward {
   // for t >= kj: any readable row, its sum not stored), into dst[r * lds + t]: W lanes per product, then
   // reduce_add4. Each row's arithmetic is the same whatever R. The loops over rows are unrolled, so that the
   // accumulators stay in registers: as plain loops (the reduction's a branch per row), GCC kept them on the
-  // stack, and decoding from L3 ran 7-13 % slower (with pv_group's unrolled merge, thirty-eighth session).
+  // stack, and decoding from the caches ran 7-17 % slower on one thread (with pv_group's unrolled merge;
+  // bench/results/decode-ab-session38-epyc-zen4.txt).
   template <int R>
   __attribute__((always_inline)) void dot_keys(const A* q, const A* const* k, int kj, A* dst, int64_t lds) const {
     V acc[R][kDotKeys];
