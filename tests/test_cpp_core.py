@@ -1,4 +1,4 @@
-"""Builds the C++ core tests (cpp/tests/test_core.cpp) with CMake, without Python, and runs them."""
+"""Builds the C++ core tests (cpp/tests/test_core.cpp, test_exp2.cpp) with CMake, without Python, and runs them."""
 
 from __future__ import annotations
 
@@ -20,7 +20,15 @@ def test_cpp_core(tmp_path):
     build = tmp_path / "build"
     cmake = cmake_configure(build, "-DTILEATTN_BUILD_TESTS=ON")
     result = subprocess.run(
-        [cmake, "--build", str(build), "--target", "tileattn_core_tests", "-j2"],
+        [
+            cmake,
+            "--build",
+            str(build),
+            "--target",
+            "tileattn_core_tests",
+            "tileattn_exp2_tests",
+            "-j2",
+        ],
         capture_output=True,
         text=True,
     )
@@ -30,3 +38,9 @@ def test_cpp_core(tmp_path):
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "tileattn core tests: ok" in run.stdout
+    # The vector exp2 of every level this CPU runs: its error in ulps and its contract (cpp/tests/test_exp2.cpp).
+    run = subprocess.run(
+        [str(build / "cpp" / "tileattn_exp2_tests")], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "tileattn exp2 tests: ok" in run.stdout

@@ -3,9 +3,11 @@
 //   g++ -O2 -std=c++17 -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma -Icpp/src bench/cpp/exp_ports.cpp \
 //     -o exp_ports && taskset -c 1 ./exp_ports
 // Prints, per instruction, its throughput alone (12 independent chains) and what 6 of it add to an
-// iteration of 12 independent FMAs; then what one or more of the kernels' own float32 exponentials
-// (exp2_n from simd_avx512.hpp, on independent inputs) add to the same iteration. An instruction that adds
-// nothing issues on other ports than the FMAs'; the FMAs alone take 6 cycles per iteration (2 per cycle).
+// iteration of 12 independent FMAs, then to one of 12 independent adds (thirty-ninth session); then what
+// one or more of the kernels' own float32 exponentials (exp2_n from simd_avx512.hpp, on independent
+// inputs) add to an iteration of 12 FMAs. An instruction that adds nothing issues on other ports than the
+// FMAs' (or the adds'). The FMAs alone take 6 cycles per iteration where a core has two 512-bit FMA
+// ports (Zen 5, Intel), 12 on Zen 4 (one 512-bit FMA per cycle).
 #include <chrono>
 #include <cstdio>
 
@@ -41,8 +43,9 @@ void alone(const char* name, Op op) {
   std::printf("  %-10s alone: %.3f ns per instruction (%g)\n", name, s / kIters / 12 * 1e9, sink(a, 12));
 }
 
-template <class Op>
-void beside_fma(const char* name, Op op) {
+// 12 independent FMAs (or, with kAdds, 12 adds) and 6 of op per iteration.
+template <bool kAdds = false, class Op>
+void beside(const char* name, Op op) {
   __m512 a[12], o[6];
   for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_ps(0.5f + i * 1e-3f);
   for (int i = 0; i < 6; ++i) o[i] = _mm512_set1_ps(0.7f + i * 1e-3f);
@@ -50,12 +53,13 @@ void beside_fma(const char* name, Op op) {
   const auto t0 = Clock::now();
   for (long k = 0; k < kIters; ++k) {
 #pragma GCC unroll 12
-    for (int i = 0; i < 12; ++i) a[i] = _mm512_fmadd_ps(a[i], b, b);
+    for (int i = 0; i < 12; ++i) a[i] = kAdds ? _mm512_add_ps(a[i], b) : _mm512_fmadd_ps(a[i], b, b);
 #pragma GCC unroll 6
     for (int i = 0; i < 6; ++i) o[i] = op(o[i], b);
   }
   const double s = seconds_since(t0);
-  std::printf("  12 fma + 6 %-10s %.3f ns per iteration (%g)\n", name, s / kIters * 1e9, sink(a, 12) + sink(o, 6));
+  std::printf("  12 %s + 6 %-10s %.3f ns per iteration (%g)\n", kAdds ? "add" : "fma", name, s / kIters * 1e9,
+              sink(a, 12) + sink(o, 6));
 }
 
 // 12 FMAs and K exponentials of independent inputs (each input one add from the last: the adds' chains are
@@ -97,6 +101,8 @@ int main() {
   const auto reduce = [](__m512 x, __m512) { return _mm512_reduce_ps(x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); };
   const auto scalef = [](__m512 x, __m512 b) { return _mm512_scalef_ps(x, b); };
   const auto perm = [](__m512 x, __m512 b) { return _mm512_permutexvar_ps(_mm512_castps_si512(b), x); };
+  const auto mul = [](__m512 x, __m512 b) { return _mm512_mul_ps(x, b); };
+  const auto cmp_maskz = [](__m512 x, __m512 b) { return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, b, _CMP_NLT_UQ), x); };
   const auto cmp_blend = [](__m512 x, __m512 b) {
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, b, _CMP_NLT_UQ), x, b);
   };
@@ -109,14 +115,26 @@ int main() {
   alone("permps", perm);
   alone("cmp+blend", cmp_blend);
   std::printf("beside the FMAs:\n");
-  beside_fma("nothing", [](__m512 x, __m512) { return x; });
-  beside_fma("add", add);
-  beside_fma("max", max);
-  beside_fma("reduce", reduce);
-  beside_fma("scalef", scalef);
-  beside_fma("permps", perm);
-  beside_fma("cmp+blend", cmp_blend);
-  std::printf("the kernels' exponential (exp2_n, 10 instructions, 6 of them FMAs) beside the FMAs:\n");
+  beside("nothing", [](__m512 x, __m512) { return x; });
+  beside("add", add);
+  beside("max", max);
+  beside("reduce", reduce);
+  beside("scalef", scalef);
+  beside("permps", perm);
+  beside("cmp+blend", cmp_blend);
+  beside("mul", mul);
+  // The same beside adds: what takes the add ports (Zen 4: max, reduce and scalef, the last two for two
+  // cycles each) and what takes the FMA ports (mul, a compare into a mask).
+  std::printf("beside the adds:\n");
+  beside<true>("nothing", [](__m512 x, __m512) { return x; });
+  beside<true>("fma", fma);
+  beside<true>("mul", mul);
+  beside<true>("max", max);
+  beside<true>("reduce", reduce);
+  beside<true>("scalef", scalef);
+  beside<true>("permps", perm);
+  beside<true>("cmp+maskz", cmp_maskz);
+  std::printf("the kernels' exponential (exp2_n: 8 instructions, 6 of them FMAs, since the thirty-ninth session) beside the FMAs:\n");
   exps_beside_fma<0>();
   exps_beside_fma<1>();
   exps_beside_fma<2>();

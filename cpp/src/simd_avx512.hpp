@@ -88,35 +88,38 @@ inline Vec<float> keep_first(Vec<float> x, int n, float fill) {
   const __mmask16 keep = n >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << n) - 1u);
   return {_mm512_mask_blend_ps(keep, _mm512_set1_ps(fill), x.v)};
 }
-// 2^x = 2^f * 2^floor(x) with f = x - floor(x) in [0, 1) from one vreduceps, a degree-6 minimax polynomial
-// (relative error 7e-9 with these float coefficients; exactly 1 at f = 0) and vscalefps, which applies
-// 2^floor(x) itself and keeps NaN. x < -126 gives exactly 0 (-inf included): never a denormal, whose
-// microcode assists would slow every later multiply by it (P V) a hundredfold. The mask of the scale
-// zeroes those lanes, so x needs no clamp: whatever vreduceps and the polynomial give there (for -inf or
-// a huge negative x) is never used. Nine instructions.
+// 2^x = 2^f * 2^n with n = x rounded to the nearest integer and f = x - n in [-0.5, 0.5] from one vreduceps,
+// a degree-6 minimax polynomial (relative error 3e-9 with these float coefficients; exactly 1 at f = 0) and
+// vscalefps, which applies 2^n itself and keeps NaN: within 0.80 ulp of 2^x over every float in
+// [-126, 128) (the fit on [0, 1) with n = floor(x) it replaces reached 1.50 ulp, at x = -0.00226: Horner's
+// roundings grow with |f|). Eight instructions, six of them FMAs.
+// What it gives below the normal range rests on the kernels' flush-to-zero (fp_env.hpp), under which they
+// all run: 2^x < 2^-126 is flushed to exactly 0, never a denormal, whose microcode assists would slow
+// every later multiply by it (P V) a hundredfold; -inf (and any x below -150) gives 0 without it, since
+// vreduceps returns 0 for an integer (-inf included) and vscalefps by -inf gives 0. No compare and no
+// clamp: on Zen 4 a compare into a mask takes an FMA slot, and the FMA ports bound the softmax's loop
+// (7 FMA-port and 6 add-port cycles per vector of 16 scores with its exponent and sum, where the
+// compare made it 8; bench/RESULTS.md, thirty-ninth session).
 // exp2_n: N vectors at once, stage by stage, so that the N independent chains are interleaved in the
 // instruction stream (exp2 is exp2_n<1>: the same results, bit for bit). One vector after another, each a
 // chain of ten dependent instructions then (~40 cycles), the softmax of a full block ran at a third of the
 // ports' throughput.
 template <int N>
 inline void exp2_n(Vec<float>* x) {
-  __mmask16 normal[N];
   __m512 f[N], p[N];
 #pragma GCC unroll 16
-  for (int i = 0; i < N; ++i) normal[i] = _mm512_cmp_ps_mask(x[i].v, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);  // NaN: true
+  for (int i = 0; i < N; ++i) f[i] = _mm512_reduce_ps(x[i].v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  static constexpr float kCoef[6] = {1.3390961103141308e-03f, 9.618498384952545e-03f, 5.550359562039375e-02f,
+                                     2.4022647738456726e-01f, 6.931471824645996e-01f, 1.0f};
 #pragma GCC unroll 16
-  for (int i = 0; i < N; ++i) f[i] = _mm512_reduce_ps(x[i].v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  static constexpr float kCoef[6] = {1.2439689598977566e-03f, 9.678840637207031e-03f, 5.5483341217041016e-02f,
-                                     2.4022983014583588e-01f, 6.931470036506653e-01f, 1.0f};
-#pragma GCC unroll 16
-  for (int i = 0; i < N; ++i) p[i] = _mm512_fmadd_ps(_mm512_set1_ps(2.1702251979149878e-04f), f[i], _mm512_set1_ps(kCoef[0]));
+  for (int i = 0; i < N; ++i) p[i] = _mm512_fmadd_ps(_mm512_set1_ps(1.5329517191275954e-04f), f[i], _mm512_set1_ps(kCoef[0]));
 #pragma GCC unroll 8
   for (int k = 1; k < 6; ++k) {
 #pragma GCC unroll 16
     for (int i = 0; i < N; ++i) p[i] = _mm512_fmadd_ps(p[i], f[i], _mm512_set1_ps(kCoef[k]));
   }
 #pragma GCC unroll 16
-  for (int i = 0; i < N; ++i) x[i].v = _mm512_maskz_scalef_ps(normal[i], p[i], x[i].v);
+  for (int i = 0; i < N; ++i) x[i].v = _mm512_scalef_ps(p[i], _mm512_sub_ps(x[i].v, f[i]));  // n = x - f, exact
 }
 
 inline Vec<float> exp2(Vec<float> x) {
@@ -276,30 +279,28 @@ inline void transpose_block(const double* src, int64_t ss, double* dst, int64_t 
   }
 }
 
-// 2^x = 2^f * 2^floor(x), f = x - floor(x) in [0, 1) from vreducepd, a degree-11 Chebyshev fit (relative
-// error 1.4e-17 with these double coefficients; exactly 1 at f = 0) and vscalefpd; exactly 0 for
-// x < -1022 (-inf included: never a denormal; the mask zeroes them, no clamp), NaN kept. N vectors at
-// once as for float.
+// 2^x = 2^f * 2^n with n = x rounded to the nearest integer and f = x - n in [-0.5, 0.5] from vreducepd, a
+// degree-11 Chebyshev fit (relative error 2e-17 with these double coefficients; exactly 1 at f = 0) and
+// vscalefpd: within 0.90 ulp of 2^x on 16 million samples of [-1030, 1024) (the fit on [0, 1) it replaces
+// reached 1.69 ulp). Below 2^-1022 the kernels' flush-to-zero gives exactly 0, -inf gives 0, NaN is kept;
+// no compare (see the float version). N vectors at once as for float.
 template <int N>
 inline void exp2_n(Vec<double>* x) {
   static constexpr double kCoef[12] = {1.0,
-                                       0.6931471805599465,
-                                       0.24022650695904277,
-                                       0.0555041086659012,
-                                       0.00961812909724503,
-                                       0.0013333558734919516,
-                                       0.0001540350928370369,
-                                       1.5253231141364262e-05,
-                                       1.320769749209033e-06,
-                                       1.0258188854184174e-07,
-                                       6.538608553499254e-09,
-                                       6.301478117433779e-10};
-  __mmask8 normal[N];
+                                       0.6931471805599453,
+                                       0.24022650695910158,
+                                       0.055504108664821625,
+                                       0.009618129107587256,
+                                       0.001333355814640647,
+                                       0.00015403530463724353,
+                                       1.5252733841556773e-05,
+                                       1.3215432535912375e-06,
+                                       1.0178057087733941e-07,
+                                       7.074194297288521e-09,
+                                       4.4558179083360645e-10};
   __m512d f[N], p[N];
 #pragma GCC unroll 16
-  for (int i = 0; i < N; ++i) normal[i] = _mm512_cmp_pd_mask(x[i].v, _mm512_set1_pd(-1022.0), _CMP_NLT_UQ);  // NaN: true
-#pragma GCC unroll 16
-  for (int i = 0; i < N; ++i) f[i] = _mm512_reduce_pd(x[i].v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  for (int i = 0; i < N; ++i) f[i] = _mm512_reduce_pd(x[i].v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 #pragma GCC unroll 16
   for (int i = 0; i < N; ++i) p[i] = _mm512_set1_pd(kCoef[11]);
 #pragma GCC unroll 16
@@ -308,7 +309,7 @@ inline void exp2_n(Vec<double>* x) {
     for (int i = 0; i < N; ++i) p[i] = _mm512_fmadd_pd(p[i], f[i], _mm512_set1_pd(kCoef[k]));
   }
 #pragma GCC unroll 16
-  for (int i = 0; i < N; ++i) x[i].v = _mm512_maskz_scalef_pd(normal[i], p[i], x[i].v);
+  for (int i = 0; i < N; ++i) x[i].v = _mm512_scalef_pd(p[i], _mm512_sub_pd(x[i].v, f[i]));  // n = x - f, exact
 }
 inline Vec<double> exp2(Vec<double> x) {
   exp2_n<1>(&x);

@@ -6,7 +6,8 @@
 // Contract of every Vec implementation (the tiled kernel uses nothing else):
 //   Vec<A>::kWidth, load/store (unaligned), set1, zero, fmadd(a, b, c) = a * b + c, add, mul, max,
 //   reduce_add / reduce_add4 / reduce_max (fixed order), exp2, keep_first(x, n, fill) (lanes >= n become fill).
-// exp2 returns exactly 0 for x < -126 (float) / -1022 (double), including -inf, and NaN for NaN.
+// exp2 returns exactly 0 for x < -126 (float) / -1022 (double), including -inf, and NaN for NaN (the AVX-512
+// version below the normal range through the flush-to-zero every kernel runs under, fp_env.hpp).
 
 #include <cstdint>
 #include <cstring>
