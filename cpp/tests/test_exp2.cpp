@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <type_traits>
 
 #include "fp_env.hpp"
 #include "half.hpp"
@@ -27,57 +28,31 @@ struct Exp2Stats {
   double failure_x = 0;
 };
 
-uint32_t bits_of(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  return u;
-}
-float float_of(uint32_t u) {
-  float x;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
-
 void fail(Exp2Stats& st, double x) {
   if (st.contract_failures++ == 0) st.failure_x = x;
 }
 
-// Error of y against 2^x in units of the float ulp at 2^x (the double exp2 as the reference, within 1e-9 of
-// a float ulp; long double for doubles). Below 2^-126 the result must be exactly 0; NaN must stay NaN. The
-// accuracy is checked up to x = 127 (1023): the kernels call exp2 with x <= 0 only (scores minus their
-// running max), and the portable and AVX2 versions clamp x at 127 (1023).
-void note_float(Exp2Stats& st, float x, float y) {
+// Error of y against 2^x in units of the ulp of T at 2^x (the reference in double for floats, within 1e-9
+// of a float ulp, and in long double for doubles). Below T's normal range the result must be exactly 0;
+// NaN must stay NaN. The accuracy is checked up to x = 127 (1023): the kernels call exp2 with x <= 0 only
+// (scores minus their running max), and the portable and AVX2 versions clamp x at 127 (1023).
+template <class T>
+void note(Exp2Stats& st, T x, T y) {
+  using Ref = std::conditional_t<std::is_same_v<T, float>, double, long double>;
+  using Lim = std::numeric_limits<T>;
   if (std::isnan(x)) {
     if (!std::isnan(y)) fail(st, x);
     return;
   }
-  const double e = std::exp2(static_cast<double>(x));
-  if (e < std::numeric_limits<float>::min()) {
-    if (y != 0.0f) fail(st, x);
+  const Ref e = std::exp2(static_cast<Ref>(x));
+  if (e < Lim::min()) {
+    if (y != T(0)) fail(st, x);
     return;
   }
-  if (x > 127.0f) return;
+  if (x > T(Lim::max_exponent - 1)) return;
   int ex;
   std::frexp(e, &ex);
-  const double err = std::fabs(static_cast<double>(y) - e) / std::ldexp(1.0, ex - 24);
-  ++st.checked;
-  if (!(err <= st.worst_ulp)) st.worst_ulp = err, st.worst_x = x;
-}
-
-void note_double(Exp2Stats& st, double x, double y) {
-  if (std::isnan(x)) {
-    if (!std::isnan(y)) fail(st, x);
-    return;
-  }
-  const long double e = exp2l(static_cast<long double>(x));
-  if (e < std::numeric_limits<double>::min()) {
-    if (y != 0.0) fail(st, x);
-    return;
-  }
-  if (x > 1023.0) return;
-  int ex;
-  frexpl(e, &ex);
-  const double err = static_cast<double>(fabsl(static_cast<long double>(y) - e) / ldexpl(1.0L, ex - 53));
+  const double err = static_cast<double>(std::fabs(static_cast<Ref>(y) - e) / std::ldexp(Ref(1), ex - Lim::digits));
   ++st.checked;
   if (!(err <= st.worst_ulp)) st.worst_ulp = err, st.worst_x = x;
 }
