@@ -4,8 +4,8 @@ The issue asks for tileattn to be faster than torch's CPU kernel "for every shap
 `--compare` table covers eleven. This script times both, side by side (alternating bursts, as
 `python -m tileattn bench --compare`, steady state by default), over prefill lengths from 16 to 2048,
 head dims 32-256, batches of short sequences, GQA and MQA, chunked prefill (Sq < Sk, causal), a few
-query rows against a long cache (speculative decoding), the `bshd` layout, float64 and bfloat16, and
-prints each ratio. Shapes where tileattn is slower are listed at the end.
+query rows against a long cache (speculative decoding), the `bshd` layout, sizes that are not powers of
+two, float64 and bfloat16, and prints each ratio. Shapes where tileattn is slower are listed at the end.
 
     python bench/sweep_vs_torch.py [--threads N] [--rounds R] [--min-time S] [--bursts] [--only TEXT]
                                    [--json FILE]
@@ -58,6 +58,20 @@ def grid() -> list[tuple[str, bench.Case, str]]:
     add("decode batch", C("", 16, 32, 8, 1, 2048, 128, True))
     add("layout bshd", C("", 1, 8, 8, 2048, 2048, 64, False), "bshd")
     add("layout bshd", C("", 4, 12, 12, 256, 256, 64, True), "bshd")
+    # Sizes that are not powers of two (ragged last tiles, register blocks and vectors; fortieth session).
+    for b, hq, hkv, sq, sk, d, causal in (
+        (1, 8, 8, 2047, 2047, 64, False),
+        (1, 8, 8, 2047, 2047, 64, True),
+        (1, 8, 8, 1000, 1000, 72, False),
+        (1, 8, 8, 777, 777, 48, False),
+        (1, 8, 8, 1024, 1024, 100, False),
+        (1, 8, 8, 1024, 1024, 120, True),
+        (1, 14, 2, 1024, 1024, 64, False),
+        (1, 8, 8, 333, 4001, 64, False),
+        (3, 7, 7, 300, 300, 64, False),
+        (1, 8, 8, 2048, 2048, 8, False),
+    ):
+        add("awkward sizes", C("", b, hq, hkv, sq, sk, d, causal))
     add("float64", C("", 1, 8, 8, 1024, 1024, 64, False, "float64"))
     add("float64", C("", 8, 12, 12, 128, 128, 64, True, "float64"))
     add("bfloat16", C("", 1, 8, 8, 1024, 1024, 64, True, "bfloat16"))
