@@ -2070,8 +2070,9 @@ class TiledForward {
     }
     const V cv = V::set1(c);
     // p, kExpRows rows' exponentials interleaved at a time: all MR rows at once kept more values live than
-    // the registers hold (AVX-512 on Zen 4, one thread, a softmax-shaped loop: 8.7 cycles per vector of
-    // float32 in one group of 6, 7.9 in two of 3; float64 15.3 and 12.5, against port bounds of 7 and 12).
+    // the registers hold (AVX-512 on Zen 4, one thread, this loop alone in bench/cpp/exp_ports.cpp: 8.7
+    // cycles per vector of float32 in one group of 6, 7.8 in two of 3; float64 14.6 and 12.9, against port
+    // bounds of 7 and 12).
     constexpr int G = MR % kExpRows == 0 ? kExpRows : MR;
     for (int64_t v = 0; v < v_hi; ++v) {
       TILEATTN_UNROLL
